@@ -1,0 +1,151 @@
+/* engine.c - trains a chain of dense layers an epoch per call: shuffle, gather
+ * each batch from the caller's arrays, forward, loss, backward, optimizer step.
+ * No allocation: every buffer comes from the plan the caller compiled. */
+#include <math.h>
+#include <string.h>
+
+#include "fastnn.h"
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)
+{
+    for (int64_t i = n - 1; i > 0; i--) {
+        /* unbiased enough for n << 2^64: the modulo bias is below 2^-40 */
+        const int64_t j = (int64_t)(splitmix64(state) % (uint64_t)(i + 1));
+        const int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+static const float *last_output(const fnn_net *net) { return net->acts[net->n_layers]; }
+static int64_t out_width(const fnn_net *net) { return net->layers[net->n_layers - 1].n_out; }
+
+/* Forward of the rows already in acts[0] (rows <= max_batch). */
+static void forward(const fnn_net *net, const float *x0, int64_t rows)
+{
+    const float *in = x0;
+    for (int l = 0; l < net->n_layers; l++) {
+        const fnn_layer *L = &net->layers[l];
+        if (L->kind == FNN_LAYER_ACTIVATION) {
+            memcpy(net->acts[l + 1], in, (size_t)(rows * L->n_out) * sizeof(float));
+            fnn_act_forward(L->act, net->acts[l + 1], (size_t)(rows * L->n_out));
+            in = net->acts[l + 1];
+            continue;
+        }
+        fnn_dense_forward(in, net->params + L->w_off, L->use_bias ? net->params + L->b_off : NULL,
+                          net->acts[l + 1], rows, L->n_in, L->n_out, L->act, L->gemm);
+        in = net->acts[l + 1];
+    }
+}
+
+static void backward(const fnn_net *net, const float *x0, int64_t rows)
+{
+    for (int l = net->n_layers - 1; l >= 0; l--) {
+        const fnn_layer *L = &net->layers[l];
+        const float *in = l == 0 ? x0 : net->acts[l];
+        if (L->kind == FNN_LAYER_ACTIVATION) {
+            fnn_act_backward(L->act, net->acts[l + 1], net->deltas[l + 1], (size_t)(rows * L->n_out));
+            if (l > 0)
+                memcpy(net->deltas[l], net->deltas[l + 1], (size_t)(rows * L->n_out) * sizeof(float));
+            continue;
+        }
+        fnn_dense_backward(in, net->params + L->w_off, net->acts[l + 1], net->deltas[l + 1],
+                           l == 0 ? NULL : net->deltas[l], net->grads + L->w_off,
+                           L->use_bias ? net->grads + L->b_off : NULL, rows, L->n_in, L->n_out,
+                           L->act, L->gemm);
+    }
+}
+
+static double metric(int kind, const float *p, const float *t, int64_t n, int64_t m, int loss)
+{
+    if (kind == FNN_METRIC_ACCURACY) {
+        int64_t hits = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *pi = p + i * m;
+            int64_t best = 0;
+            if (loss == FNN_LOSS_SPARSE_CCE_LOGITS || m > 1) {
+                for (int64_t j = 1; j < m; j++) best = pi[j] > pi[best] ? j : best;
+                hits += best == (int64_t)t[i];
+            } else { /* one output: binary accuracy at threshold 0.5 */
+                hits += (pi[0] > 0.5f) == (t[i] > 0.5f);
+            }
+        }
+        return (double)hits / (double)n;
+    }
+    return fnn_loss(kind == FNN_METRIC_MAE ? FNN_LOSS_MAE : FNN_LOSS_MSE, p, t, NULL, n, m);
+}
+
+static void add_metrics(const fnn_net *net, const float *t, int64_t rows, const int *metrics,
+                        int n_metrics, fnn_totals *tot)
+{
+    for (int k = 0; k < n_metrics && k < FNN_MAX_METRICS; k++)
+        tot->metric_sum[k] += metric(metrics[k], last_output(net), t, rows, out_width(net),
+                                     net->loss) * (double)rows;
+}
+
+/* Copies rows perm[start..start+rows) of src (width w) into dst. */
+static void gather(float *dst, const float *src, const int64_t *perm, int64_t start, int64_t rows,
+                   int64_t w)
+{
+    if (!perm) {
+        memcpy(dst, src + start * w, (size_t)(rows * w) * sizeof(float));
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(dst + r * w, src + perm[start + r] * w, (size_t)w * sizeof(float));
+}
+
+void fnn_net_predict(const fnn_net *net, const float *x, int64_t n, float *out)
+{
+    const int64_t n_in = net->layers[0].n_in, m = out_width(net);
+    for (int64_t s = 0; s < n; s += net->max_batch) {
+        const int64_t rows = n - s < net->max_batch ? n - s : net->max_batch;
+        forward(net, x + s * n_in, rows);
+        memcpy(out + s * m, last_output(net), (size_t)(rows * m) * sizeof(float));
+    }
+}
+
+int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
+                        const int64_t *perm, int64_t n, int batch, const int *metrics,
+                        int n_metrics, fnn_totals *tot)
+{
+    const int64_t n_in = net->layers[0].n_in, m = out_width(net), tw = net->target_width;
+    for (int64_t s = 0; s < n; s += batch) {
+        const int64_t rows = n - s < batch ? n - s : batch;
+        gather(net->acts[0], x, perm, s, rows, n_in);
+        gather(net->target, y, perm, s, rows, tw);
+        forward(net, net->acts[0], rows);
+        const double loss = fnn_loss(net->loss, last_output(net), net->target,
+                                     net->deltas[net->n_layers], rows, m);
+        add_metrics(net, net->target, rows, metrics, n_metrics, tot);
+        tot->loss_sum += loss * (double)rows;
+        tot->rows += rows;
+        if (!isfinite(loss)) return 1;
+        backward(net, net->acts[0], rows);
+        fnn_optimizer_step(opt, net->params, net->grads, (size_t)net->n_params);
+    }
+    return 0;
+}
+
+void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_t n, int batch,
+                      const int *metrics, int n_metrics, fnn_totals *tot)
+{
+    const int64_t n_in = net->layers[0].n_in, m = out_width(net), tw = net->target_width;
+    if (batch > net->max_batch) batch = net->max_batch;
+    for (int64_t s = 0; s < n; s += batch) {
+        const int64_t rows = n - s < batch ? n - s : batch;
+        forward(net, x + s * n_in, rows);
+        tot->loss_sum += fnn_loss(net->loss, last_output(net), y + s * tw, NULL, rows, m) *
+                         (double)rows;
+        add_metrics(net, y + s * tw, rows, metrics, n_metrics, tot);
+        tot->rows += rows;
+    }
+}

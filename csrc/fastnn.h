@@ -1,0 +1,142 @@
+/* fastnn.h - the one header of fastnn's C core.
+ *
+ * C99, no Python headers: the kernels can be tested and embedded alone.
+ * Conventions: float32 buffers, row-major, sizes passed explicitly; the caller
+ * owns every buffer and kernels never allocate. A dense layer maps X (n x in)
+ * to Y (n x out) by Y = act(X . W + b) with W stored (in x out), as Keras does.
+ */
+#ifndef FASTNN_H
+#define FASTNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Runtime dispatch: an AVX2+FMA clone and a baseline x86-64 clone of the hot
+ * loops, picked by the loader. Other compilers and targets get the plain path. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(FNN_NO_CLONES)
+#define FNN_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FNN_CLONES
+#endif
+
+/* ---- activations -------------------------------------------------------- */
+enum { FNN_ACT_LINEAR = 0, FNN_ACT_RELU = 1, FNN_ACT_SIGMOID = 2, FNN_ACT_TANH = 3 };
+
+/* y = act(y) in place, over n values. */
+void fnn_act_forward(int act, float *y, size_t n);
+/* g *= act'(.) in place, where y holds act's output (all four derivatives can be
+ * written in terms of the output, so the pre-activation is never stored). */
+void fnn_act_backward(int act, const float *y, float *g, size_t n);
+
+/* ---- GEMM ---------------------------------------------------------------- */
+/* Row-major C (m x n) = alpha * op(A) . op(B) + beta * C, op = transpose if tX.
+ * A pluggable pointer so that a tuned BLAS can be handed in at run time while
+ * the core stays free of any BLAS at build time. */
+typedef void (*fnn_sgemm_fn)(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                             const float *a, int64_t lda, const float *b, int64_t ldb,
+                             float beta, float *c, int64_t ldc);
+
+/* The portable kernel, always present (cache-blocked, dispatched clones). */
+void fnn_sgemm_portable(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                        float *c, int64_t ldc);
+
+/* A CBLAS sgemm found at run time (e.g. the OpenBLAS that NumPy ships), in its
+ * ILP64 (int64 sizes) or LP64 (int sizes) form. Returns 0, or -1 if fn is NULL. */
+int fnn_set_cblas_sgemm(void *fn, int ilp64);
+/* The adapter that calls the registered CBLAS (valid only after a successful set). */
+void fnn_sgemm_cblas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                     float *c, int64_t ldc);
+int fnn_have_cblas(void);
+
+/* ---- dense layer ---------------------------------------------------------- */
+/* Y = act(X . W + b); b may be NULL (no bias). gemm NULL = fastnn's own loops. */
+void fnn_dense_forward(const float *x, const float *w, const float *b, float *y, int64_t n,
+                       int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm);
+/* Given y = forward output and gy = dL/dy (overwritten with dL/dz), writes
+ * gw = X^T . dz, gb = column sums of dz (if gb), gx = dz . W^T (if gx). */
+void fnn_dense_backward(const float *x, const float *w, const float *y, float *gy, float *gx,
+                        float *gw, float *gb, int64_t n, int64_t n_in, int64_t n_out, int act,
+                        fnn_sgemm_fn gemm);
+
+/* ---- losses -------------------------------------------------------------- */
+enum { FNN_LOSS_MSE = 0, FNN_LOSS_MAE = 1, FNN_LOSS_SPARSE_CCE_LOGITS = 2 };
+
+/* Mean loss over the batch; writes dL/dpred into grad when grad != NULL.
+ * MSE/MAE: mean over all n*m elements (Keras: mean over the last axis, then
+ * over the batch). Sparse CCE from logits: target holds class indices as floats,
+ * mean over the n rows. */
+double fnn_loss(int loss, const float *pred, const float *target, float *grad, int64_t n,
+                int64_t m);
+
+/* ---- optimizers ------------------------------------------------------------ */
+enum { FNN_OPT_SGD = 0, FNN_OPT_RMSPROP = 1, FNN_OPT_ADAM = 2 };
+
+typedef struct {
+    int kind;
+    float lr, rho, momentum, epsilon, beta1, beta2;
+    int64_t iterations; /* updates done so far (Adam's bias correction) */
+    float *slot1;       /* RMSprop: mean square; SGD: velocity; Adam: m   */
+    float *slot2;       /* Adam: v                                        */
+} fnn_optimizer;
+
+/* One update of n parameters. SGD: w -= lr*g (momentum: v = mom*v - lr*g; w += v).
+ * RMSprop (Keras): v = rho*v + (1-rho)*g^2; w -= lr*g/sqrt(v + eps).
+ * Adam (Keras): m,v moments, lr_t = lr*sqrt(1-b2^t)/(1-b1^t); w -= lr_t*m/(sqrt(v)+eps). */
+void fnn_optimizer_step(fnn_optimizer *opt, float *w, const float *g, size_t n);
+
+/* ---- the engine: a chain of dense layers, trained an epoch per call -------- */
+enum { FNN_LAYER_DENSE = 0, FNN_LAYER_ACTIVATION = 1 };
+
+typedef struct {
+    int kind;             /* FNN_LAYER_*: an activation layer has n_in == n_out, no weights */
+    int64_t n_in, n_out;
+    int act;
+    int use_bias;
+    int64_t w_off, b_off; /* offsets into the flat parameter (and gradient) buffer */
+    fnn_sgemm_fn gemm;    /* NULL = own loops; chosen per layer at compile time   */
+} fnn_layer;
+
+typedef struct {
+    int n_layers;
+    const fnn_layer *layers;
+    float *params, *grads;
+    int64_t n_params;
+    int loss;
+    int max_batch;
+    float *const *acts; /* acts[0]: gathered input rows, acts[l+1]: layer l's output, each max_batch rows */
+    float *const *deltas; /* deltas[l+1]: dL/d(output of layer l), same shapes */
+    float *target;        /* gathered targets, max_batch x target_width */
+    int64_t target_width;
+} fnn_net;
+
+enum { FNN_MAX_METRICS = 4 };
+enum { FNN_METRIC_MSE = 0, FNN_METRIC_MAE = 1, FNN_METRIC_ACCURACY = 2 };
+
+typedef struct {
+    double loss_sum; /* sum of batch loss * batch rows */
+    double metric_sum[FNN_MAX_METRICS];
+    int64_t rows;
+} fnn_totals;
+
+/* Forward of rows [x, x + n*n_in) through the net, in chunks of max_batch; out (n x n_out_last). */
+void fnn_net_predict(const fnn_net *net, const float *x, int64_t n, float *out);
+
+/* One epoch: batches in the order of perm (n indices into x and y rows; NULL =
+ * 0..n-1), each gathered, forward, loss, backward, optimizer step. Adds to *tot
+ * the loss (and metrics on the pre-update predictions, as Keras does).
+ * Returns 0, or 1 if a loss became non-finite (stops early). */
+int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
+                        const int64_t *perm, int64_t n, int batch, const int *metrics,
+                        int n_metrics, fnn_totals *tot);
+
+/* Loss and metrics over (x, y) without updating; adds to *tot. */
+void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_t n, int batch,
+                      const int *metrics, int n_metrics, fnn_totals *tot);
+
+/* Fisher-Yates shuffle of perm[0..n) driven by a 64-bit seed (splitmix64). */
+void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state);
+
+#endif

@@ -1,0 +1,70 @@
+# Declarations of csrc/fastnn.h for Cython.
+from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from "fastnn.h" nogil:
+    ctypedef void (*fnn_sgemm_fn)(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                                  const float *a, int64_t lda, const float *b, int64_t ldb,
+                                  float beta, float *c, int64_t ldc)
+    void fnn_act_forward(int act, float *y, size_t n)
+    void fnn_act_backward(int act, const float *y, float *g, size_t n)
+    void fnn_sgemm_portable(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                            const float *a, int64_t lda, const float *b, int64_t ldb,
+                            float beta, float *c, int64_t ldc)
+    void fnn_sgemm_cblas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float *a, int64_t lda, const float *b, int64_t ldb,
+                         float beta, float *c, int64_t ldc)
+    int fnn_set_cblas_sgemm(void *fn, int ilp64)
+    int fnn_have_cblas()
+    void fnn_dense_forward(const float *x, const float *w, const float *b, float *y, int64_t n,
+                           int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm)
+    void fnn_dense_backward(const float *x, const float *w, const float *y, float *gy,
+                            float *gx, float *gw, float *gb, int64_t n, int64_t n_in,
+                            int64_t n_out, int act, fnn_sgemm_fn gemm)
+    double fnn_loss(int loss, const float *pred, const float *target, float *grad, int64_t n,
+                    int64_t m)
+
+    ctypedef struct fnn_optimizer:
+        int kind
+        float lr, rho, momentum, epsilon, beta1, beta2
+        int64_t iterations
+        float *slot1
+        float *slot2
+    void fnn_optimizer_step(fnn_optimizer *opt, float *w, const float *g, size_t n)
+
+    enum: FNN_LAYER_DENSE, FNN_LAYER_ACTIVATION
+
+    ctypedef struct fnn_layer:
+        int kind
+        int64_t n_in, n_out
+        int act
+        int use_bias
+        int64_t w_off, b_off
+        fnn_sgemm_fn gemm
+
+    ctypedef struct fnn_net:
+        int n_layers
+        const fnn_layer *layers
+        float *params
+        float *grads
+        int64_t n_params
+        int loss
+        int max_batch
+        float **acts
+        float **deltas
+        float *target
+        int64_t target_width
+
+    enum: FNN_MAX_METRICS
+
+    ctypedef struct fnn_totals:
+        double loss_sum
+        double metric_sum[4]
+        int64_t rows
+
+    void fnn_net_predict(const fnn_net *net, const float *x, int64_t n, float *out)
+    int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x,
+                            const float *y, const int64_t *perm, int64_t n, int batch,
+                            const int *metrics, int n_metrics, fnn_totals *tot)
+    void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_t n,
+                          int batch, const int *metrics, int n_metrics, fnn_totals *tot)
+    void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)

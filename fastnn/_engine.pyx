@@ -1,0 +1,419 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Binds csrc/ to Python: the one place where buffers are checked.
+
+Every entry point checks dtype (float32), C-contiguity and shapes once and
+raises ValueError/TypeError naming the argument and its shape; the kernels
+behind it trust their inputs and run with the GIL released. Entry points take
+ndarrays, not memoryviews: acquiring a buffer per argument costs ~1 us a call,
+reading PyArray_DATA a few ns (DESIGN.md, "Kernel strategy").
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int64_t, uint64_t, intptr_t
+from libc.stdlib cimport malloc, free
+
+from fastnn._cfastnn cimport *
+
+cnp.import_array()
+
+ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+LOSSES = {"mse": 0, "mae": 1, "sparse_softmax_crossentropy": 2}
+OPTIMIZERS = {"sgd": 0, "rmsprop": 1, "adam": 2}
+METRICS = {"mse": 0, "mae": 1, "accuracy": 2}
+MAX_METRICS = FNN_MAX_METRICS
+
+
+cdef inline float *fptr(cnp.ndarray a) noexcept nogil:
+    return <float *>cnp.PyArray_DATA(a)
+
+
+cdef inline tuple _shape(cnp.ndarray a):
+    return (<object>a).shape
+
+
+cdef int _check(cnp.ndarray a, str name, int ndim=-1) except -1:
+    """Raises unless `a` is a C-contiguous float32 array (of `ndim` dims)."""
+    if a is None:
+        raise TypeError(f"{name} must be a float32 ndarray, got None")
+    if cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32:
+        raise TypeError(f"{name} must be float32, got dtype {a.dtype} with shape {_shape(a)}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{name} must be C-contiguous (shape {_shape(a)})")
+    if ndim >= 0 and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {_shape(a)}")
+    return 0
+
+
+cdef int _check_shape(cnp.ndarray a, str name, tuple shape) except -1:
+    _check(a, name, len(shape))
+    if _shape(a) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {_shape(a)}")
+    return 0
+
+
+cdef fnn_sgemm_fn _gemm(bint use_blas) noexcept nogil:
+    if use_blas:
+        return fnn_sgemm_cblas
+    return NULL
+
+
+def _act_id(act):
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; valid: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[act]
+
+
+# ---- BLAS registration ---------------------------------------------------------
+
+def set_cblas_sgemm(intptr_t address, bint ilp64):
+    """Registers a CBLAS sgemm by address (found by fastnn._blas)."""
+    if address == 0:
+        raise ValueError("address must be non-zero")
+    fnn_set_cblas_sgemm(<void *>address, ilp64)
+
+
+def have_cblas():
+    return bool(fnn_have_cblas())
+
+
+# ---- single kernels (the API's building blocks; tested against NumPy) ------------
+
+def sgemm(cnp.ndarray a, cnp.ndarray b, bint trans_a=False, bint trans_b=False,
+          bint use_blas=False):
+    """op(a) . op(b) as a new float32 array."""
+    _check(a, "a", 2)
+    _check(b, "b", 2)
+    cdef int64_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef int64_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef int64_t k2 = b.shape[1] if trans_b else b.shape[0]
+    cdef int64_t n = b.shape[0] if trans_b else b.shape[1]
+    if k != k2:
+        raise ValueError(f"inner sizes differ: a {_shape(a)} (trans={trans_a}), b {_shape(b)} (trans={trans_b})")
+    cdef cnp.ndarray c = np.empty((m, n), dtype=np.float32)
+    cdef fnn_sgemm_fn mm = fnn_sgemm_portable
+    if use_blas:
+        mm = fnn_sgemm_cblas
+    cdef int64_t lda = a.shape[1], ldb = b.shape[1]
+    if m and n:
+        with nogil:
+            mm(trans_a, trans_b, m, n, k, 1.0, fptr(a), lda if lda else 1, fptr(b),
+               ldb if ldb else 1, 0.0, fptr(c), n)
+    return c
+
+
+def dense_forward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=None, activation="linear",
+                  bint use_blas=False):
+    """act(x . w + b) as a new (n, units) float32 array."""
+    cdef int act = _act_id(activation)
+    _check(x, "x", 2)
+    _check(w, "w", 2)
+    cdef int64_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    if w.shape[0] != n_in:
+        raise ValueError(f"x {_shape(x)} and w {_shape(w)} do not chain")
+    cdef float *bp = NULL
+    if b is not None:
+        _check_shape(b, "b", (n_out,))
+        bp = fptr(b)
+    cdef cnp.ndarray y = np.empty((n, n_out), dtype=np.float32)
+    with nogil:
+        fnn_dense_forward(fptr(x), fptr(w), bp, fptr(y), n, n_in, n_out, act, _gemm(use_blas))
+    return y
+
+
+def dense_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray y, cnp.ndarray gy,
+                   activation="linear", bint use_bias=True, bint use_blas=False):
+    """Returns (gx, gw, gb) for y = act(x . w + b) given gy = dL/dy (not modified)."""
+    cdef int act = _act_id(activation)
+    _check(x, "x", 2)
+    _check(w, "w", 2)
+    cdef int64_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    if w.shape[0] != n_in:
+        raise ValueError(f"x {_shape(x)} and w {_shape(w)} do not chain")
+    _check_shape(y, "y", (n, n_out))
+    _check_shape(gy, "gy", (n, n_out))
+    cdef cnp.ndarray dz = gy.copy()
+    cdef cnp.ndarray gx = np.empty((n, n_in), dtype=np.float32)
+    cdef cnp.ndarray gw = np.empty((n_in, n_out), dtype=np.float32)
+    cdef cnp.ndarray gb = np.empty((n_out,), dtype=np.float32)
+    cdef float *gbp = fptr(gb) if use_bias else NULL
+    with nogil:
+        fnn_dense_backward(fptr(x), fptr(w), fptr(y), fptr(dz), fptr(gx), fptr(gw), gbp,
+                           n, n_in, n_out, act, _gemm(use_blas))
+    return gx, gw, (gb if use_bias else None)
+
+
+def activation_forward(cnp.ndarray x, activation):
+    cdef int act = _act_id(activation)
+    _check(x, "x")
+    cdef cnp.ndarray y = x.copy()
+    with nogil:
+        fnn_act_forward(act, fptr(y), <size_t>cnp.PyArray_SIZE(y))
+    return y
+
+
+def activation_backward(cnp.ndarray y, cnp.ndarray gy, activation):
+    """dL/dz given the activation's output y and dL/dy."""
+    cdef int act = _act_id(activation)
+    _check(y, "y")
+    _check_shape(gy, "gy", _shape(y))
+    cdef cnp.ndarray g = gy.copy()
+    with nogil:
+        fnn_act_backward(act, fptr(y), fptr(g), <size_t>cnp.PyArray_SIZE(y))
+    return g
+
+
+def loss(str kind, cnp.ndarray pred, cnp.ndarray target):
+    """(mean loss, dL/dpred) for 2-D pred; target like pred, or (n,) labels for CCE."""
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r}; valid: {sorted(LOSSES)}")
+    cdef int k = LOSSES[kind]
+    _check(pred, "pred", 2)
+    cdef int64_t n = pred.shape[0], m = pred.shape[1]
+    if k == 2:
+        _check_shape(target, "target", (n,))
+        if n and (target.min() < 0 or target.max() >= m or np.any(target != np.floor(target))):
+            raise ValueError(f"labels must be integers in [0, {m}), got range "
+                             f"[{target.min()}, {target.max()}]")
+    else:
+        _check_shape(target, "target", (n, m))
+    if n == 0 or m == 0:
+        raise ValueError(f"pred must not be empty, got shape {_shape(pred)}")
+    cdef cnp.ndarray grad = np.empty_like(pred)
+    cdef double value
+    with nogil:
+        value = fnn_loss(k, fptr(pred), fptr(target), fptr(grad), n, m)
+    return value, grad
+
+
+# ---- optimizer state ------------------------------------------------------------
+
+cdef class OptimizerState:
+    """Hyper-parameters and slot buffers (same layout as the parameters)."""
+    cdef fnn_optimizer opt
+    cdef readonly object slot1, slot2
+
+    def __init__(self, str kind, int64_t n_params, float learning_rate, float rho=0.9,
+                 float momentum=0.0, float epsilon=1e-7, float beta_1=0.9, float beta_2=0.999):
+        if kind not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {kind!r}; valid: {sorted(OPTIMIZERS)}")
+        self.opt.kind = OPTIMIZERS[kind]
+        self.opt.lr = learning_rate
+        self.opt.rho = rho
+        self.opt.momentum = momentum
+        self.opt.epsilon = epsilon
+        self.opt.beta1 = beta_1
+        self.opt.beta2 = beta_2
+        self.opt.iterations = 0
+        self.slot1 = np.zeros(max(n_params, 1), dtype=np.float32)
+        self.slot2 = np.zeros(max(n_params, 1) if kind == "adam" else 1, dtype=np.float32)
+        self.opt.slot1 = fptr(self.slot1)
+        self.opt.slot2 = fptr(self.slot2)
+
+    @property
+    def iterations(self):
+        return self.opt.iterations
+
+    @iterations.setter
+    def iterations(self, int64_t value):
+        self.opt.iterations = value
+
+    def set_learning_rate(self, float lr):
+        self.opt.lr = lr
+
+    def step(self, cnp.ndarray w, cnp.ndarray g):
+        """One update of w in place from gradient g (both flat float32)."""
+        _check(w, "w", 1)
+        _check_shape(g, "g", (w.shape[0],))
+        if w.shape[0] > self.slot1.shape[0]:
+            raise ValueError(f"w has {w.shape[0]} values, the state holds {self.slot1.shape[0]}")
+        cdef size_t n = w.shape[0]
+        with nogil:
+            fnn_optimizer_step(&self.opt, fptr(w), fptr(g), n)
+
+
+# ---- the network: a chain of dense layers over one flat parameter buffer -------
+
+cdef class Net:
+    """A compiled chain of dense layers with its activation arena.
+
+    layers: list of (n_in, n_out, activation, use_bias, w_off, b_off, use_blas);
+    w_off = -1 marks an activation-only layer (n_in == n_out, no weights).
+    params/grads: flat float32 buffers owned by the model (the layers' weights
+    are views into params). The arena holds max_batch rows per layer output and
+    gradient, plus the gathered inputs and targets: nothing is allocated per step.
+    """
+    cdef fnn_net net
+    cdef fnn_layer *layer_specs
+    cdef float **act_ptrs
+    cdef float **delta_ptrs
+    cdef readonly object params, grads, arena
+    cdef readonly int64_t n_in, n_out, max_batch, target_width
+    cdef cnp.npy_intp out_dims[2]
+
+    def __cinit__(self):
+        self.layer_specs = NULL
+        self.act_ptrs = NULL
+        self.delta_ptrs = NULL
+
+    def __dealloc__(self):
+        free(self.layer_specs)
+        free(self.act_ptrs)
+        free(self.delta_ptrs)
+
+    def __init__(self, list layers, cnp.ndarray params, cnp.ndarray grads, str loss="mse",
+                 int max_batch=32, int target_width=-1):
+        cdef int L = len(layers), l
+        if L == 0:
+            raise ValueError("a net needs at least one dense layer")
+        if max_batch <= 0:
+            raise ValueError(f"max_batch must be positive, got {max_batch}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; valid: {sorted(LOSSES)}")
+        _check(params, "params", 1)
+        _check_shape(grads, "grads", (params.shape[0],))
+        self.params, self.grads = params, grads
+        self.layer_specs = <fnn_layer *>malloc(L * sizeof(fnn_layer))
+        self.act_ptrs = <float **>malloc((L + 1) * sizeof(float *))
+        self.delta_ptrs = <float **>malloc((L + 1) * sizeof(float *))
+        if not self.layer_specs or not self.act_ptrs or not self.delta_ptrs:
+            raise MemoryError()
+        cdef int64_t prev = layers[0][0], total = 0
+        for l in range(L):
+            n_in, n_out, act, use_bias, w_off, b_off, use_blas = layers[l]
+            if n_in != prev or n_in <= 0 or n_out <= 0:
+                raise ValueError(f"layer {l}: {n_in}->{n_out} does not chain after width {prev}")
+            if w_off == -1:
+                if n_in != n_out:
+                    raise ValueError(f"layer {l}: an activation layer keeps its width, got {n_in}->{n_out}")
+                self.layer_specs[l].kind = FNN_LAYER_ACTIVATION
+            elif w_off < 0 or w_off + n_in * n_out > params.shape[0] or (
+                    use_bias and (b_off < 0 or b_off + n_out > params.shape[0])):
+                raise ValueError(f"layer {l}: weights at {w_off}/{b_off} overrun {params.shape[0]} params")
+            else:
+                self.layer_specs[l].kind = FNN_LAYER_DENSE
+            self.layer_specs[l].n_in = n_in
+            self.layer_specs[l].n_out = n_out
+            self.layer_specs[l].act = _act_id(act)
+            self.layer_specs[l].use_bias = use_bias
+            self.layer_specs[l].w_off = w_off
+            self.layer_specs[l].b_off = b_off
+            self.layer_specs[l].gemm = _gemm(use_blas)
+            total += 2 * n_out
+            prev = n_out
+        self.n_in, self.n_out, self.max_batch = layers[0][0], prev, max_batch
+        self.target_width = prev if target_width < 0 else target_width
+        # arena: input rows, then (output, gradient) per layer, then targets
+        self.arena = np.zeros(max_batch * (self.n_in + total + self.target_width), np.float32)
+        cdef float *p = fptr(self.arena)
+        self.act_ptrs[0] = p
+        self.delta_ptrs[0] = NULL
+        p += max_batch * self.n_in
+        for l in range(L):
+            self.act_ptrs[l + 1] = p
+            p += max_batch * self.layer_specs[l].n_out
+            self.delta_ptrs[l + 1] = p
+            p += max_batch * self.layer_specs[l].n_out
+        self.net.target = p
+        self.net.n_layers = L
+        self.net.layers = self.layer_specs
+        self.net.params = fptr(params)
+        self.net.grads = fptr(grads)
+        self.net.n_params = params.shape[0]
+        self.net.loss = LOSSES[loss]
+        self.net.max_batch = max_batch
+        self.net.acts = self.act_ptrs
+        self.net.deltas = self.delta_ptrs
+        self.net.target_width = self.target_width
+        self.out_dims[1] = self.n_out
+
+    cdef int _check_x(self, cnp.ndarray x) except -1:
+        _check(x, "x", 2)
+        if x.shape[1] != self.n_in:
+            raise ValueError(f"x must have {self.n_in} features per row, got shape {_shape(x)}")
+        return 0
+
+    cdef int _check_y(self, cnp.ndarray y, int64_t n) except -1:
+        _check_shape(y, "y", (n, self.target_width))
+        return 0
+
+    def predict(self, cnp.ndarray x):
+        """Forward of a checked (n, n_in) float32 array into a new (n, n_out) array."""
+        self._check_x(x)
+        self.out_dims[0] = x.shape[0]
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, self.out_dims, cnp.NPY_FLOAT32, 0)
+        cdef int64_t n = x.shape[0]
+        with nogil:
+            fnn_net_predict(&self.net, fptr(x), n, fptr(out))
+        return out
+
+    def train_epoch(self, cnp.ndarray x, cnp.ndarray y, OptimizerState opt, int batch,
+                    cnp.ndarray perm=None, tuple metrics=()):
+        """One epoch over (x, y) in the order of perm (int64 row indices, or None).
+
+        Returns (loss_sum, metric_sums, rows, diverged): sums are weighted by batch rows.
+        """
+        self._check_x(x)
+        cdef int64_t n = x.shape[0]
+        self._check_y(y, n)
+        if batch <= 0 or batch > self.max_batch:
+            raise ValueError(f"batch must be in [1, {self.max_batch}], got {batch}")
+        if opt.slot1.shape[0] < self.net.n_params:
+            raise ValueError("optimizer state is smaller than the parameters")
+        cdef int64_t *pp = NULL
+        if perm is not None:
+            if cnp.PyArray_TYPE(perm) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(perm) \
+                    or perm.ndim != 1 or perm.shape[0] != n:
+                raise ValueError(f"perm must be a contiguous int64 array of {n} indices")
+            if n and (perm.min() < 0 or perm.max() >= n):
+                raise ValueError("perm holds indices outside [0, n)")
+            pp = <int64_t *>cnp.PyArray_DATA(perm)
+        cdef int mids[4]
+        cdef int nm = self._metric_ids(metrics, mids)
+        cdef fnn_totals tot
+        tot.loss_sum = 0
+        tot.rows = 0
+        for l in range(4):
+            tot.metric_sum[l] = 0
+        cdef int status
+        with nogil:
+            status = fnn_net_train_epoch(&self.net, &opt.opt, fptr(x), fptr(y), pp, n, batch,
+                                         mids, nm, &tot)
+        return tot.loss_sum, [tot.metric_sum[l] for l in range(nm)], tot.rows, bool(status)
+
+    def evaluate(self, cnp.ndarray x, cnp.ndarray y, int batch, tuple metrics=()):
+        """(loss_sum, metric_sums, rows) over (x, y), weights unchanged."""
+        self._check_x(x)
+        cdef int64_t n = x.shape[0]
+        self._check_y(y, n)
+        if batch <= 0:
+            raise ValueError(f"batch must be positive, got {batch}")
+        cdef int mids[4]
+        cdef int nm = self._metric_ids(metrics, mids)
+        cdef fnn_totals tot
+        tot.loss_sum = 0
+        tot.rows = 0
+        for l in range(4):
+            tot.metric_sum[l] = 0
+        with nogil:
+            fnn_net_evaluate(&self.net, fptr(x), fptr(y), n, batch, mids, nm, &tot)
+        return tot.loss_sum, [tot.metric_sum[l] for l in range(nm)], tot.rows
+
+    cdef int _metric_ids(self, tuple metrics, int *mids) except -1:
+        if len(metrics) > FNN_MAX_METRICS:
+            raise ValueError(f"at most {FNN_MAX_METRICS} metrics, got {len(metrics)}")
+        for i, name in enumerate(metrics):
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}; valid: {sorted(METRICS)}")
+            mids[i] = METRICS[name]
+        return len(metrics)
+
+
+def shuffle(cnp.ndarray perm, uint64_t seed):
+    """Seeded in-place Fisher-Yates shuffle of an int64 array; returns the next seed state."""
+    if cnp.PyArray_TYPE(perm) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(perm) or perm.ndim != 1:
+        raise TypeError("perm must be a contiguous 1-D int64 array")
+    cdef uint64_t state = seed
+    cdef int64_t n = perm.shape[0]
+    with nogil:
+        fnn_shuffle(<int64_t *>cnp.PyArray_DATA(perm), n, &state)
+    return state

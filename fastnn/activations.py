@@ -1,0 +1,39 @@
+"""Activation functions by name. The maths runs in C (csrc/activations.c);
+these NumPy versions serve eager calls on small arrays and the docs."""
+from fastnn import _engine
+
+_ALIASES = {None: "linear", "linear": "linear", "relu": "relu", "sigmoid": "sigmoid",
+            "tanh": "tanh"}
+
+
+def get(identifier):
+    """Canonical name of an activation given a name, None, or a function of this module."""
+    if callable(identifier) and getattr(identifier, "__module__", None) == __name__:
+        identifier = identifier.__name__
+    if isinstance(identifier, str):
+        identifier = identifier.lower()
+    if identifier not in _ALIASES:
+        valid = sorted(k for k in _ALIASES if k)
+        raise ValueError(f"Unknown activation: {identifier!r}. Valid names: {valid}")
+    return _ALIASES[identifier]
+
+
+def _apply(name, x):
+    import numpy as np
+    return _engine.activation_forward(np.ascontiguousarray(x, dtype=np.float32), name)
+
+
+def relu(x):
+    return _apply("relu", x)
+
+
+def sigmoid(x):
+    return _apply("sigmoid", x)
+
+
+def tanh(x):
+    return _apply("tanh", x)
+
+
+def linear(x):
+    return _apply("linear", x)

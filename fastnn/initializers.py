@@ -1,0 +1,88 @@
+"""Weight initializers with Keras' definitions, drawing from fastnn.utils' seeded generator."""
+import numpy as np
+
+from fastnn import utils
+
+
+class Initializer:
+    def __call__(self, shape, dtype=np.float32):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+
+class Zeros(Initializer):
+    def __call__(self, shape, dtype=np.float32):
+        return np.zeros(shape, dtype=dtype)
+
+
+class Ones(Initializer):
+    def __call__(self, shape, dtype=np.float32):
+        return np.ones(shape, dtype=dtype)
+
+
+def _fans(shape):
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    return shape[0], shape[1]
+
+
+class GlorotUniform(Initializer):
+    """U(-l, l) with l = sqrt(6 / (fan_in + fan_out))."""
+
+    def __call__(self, shape, dtype=np.float32):
+        fan_in, fan_out = _fans(shape)
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        return utils.rng().uniform(-limit, limit, size=shape).astype(dtype)
+
+
+class GlorotNormal(Initializer):
+    """Truncated normal (|x| < 2 sd) with sd = sqrt(2 / (fan_in + fan_out)) / .8796."""
+
+    def __call__(self, shape, dtype=np.float32):
+        fan_in, fan_out = _fans(shape)
+        return _truncated_normal(shape, np.sqrt(2.0 / (fan_in + fan_out)), dtype)
+
+
+class HeNormal(Initializer):
+    """Truncated normal with sd = sqrt(2 / fan_in) / .8796."""
+
+    def __call__(self, shape, dtype=np.float32):
+        return _truncated_normal(shape, np.sqrt(2.0 / _fans(shape)[0]), dtype)
+
+
+class HeUniform(Initializer):
+    def __call__(self, shape, dtype=np.float32):
+        limit = np.sqrt(6.0 / _fans(shape)[0])
+        return utils.rng().uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def _truncated_normal(shape, stddev, dtype):
+    # Keras divides by .87962566 so that the truncated draw keeps the intended variance.
+    sd = stddev / 0.87962566103423978
+    out = utils.rng().normal(0.0, sd, size=shape)
+    bad = np.abs(out) > 2 * sd
+    while bad.any():
+        out[bad] = utils.rng().normal(0.0, sd, size=int(bad.sum()))
+        bad = np.abs(out) > 2 * sd
+    return out.astype(dtype)
+
+
+_BY_NAME = {"zeros": Zeros, "ones": Ones, "glorot_uniform": GlorotUniform,
+            "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform}
+
+
+def get(identifier):
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    raise ValueError(f"Unknown initializer: {identifier!r}. Valid names: {sorted(_BY_NAME)}")
+
+
+def name_of(init):
+    for name, cls in _BY_NAME.items():
+        if type(init) is cls:
+            return name
+    raise ValueError(f"initializer {init!r} has no registered name")

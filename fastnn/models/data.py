@@ -1,0 +1,60 @@
+"""Checks and converts user arrays once, at the API boundary.
+
+Policy: any real numeric array (float64, ints, bool, lists) is converted to a
+C-contiguous float32 copy once per call; strings, objects and complex numbers
+are rejected with TypeError; NaN/Inf, empty arrays and shape mismatches raise
+ValueError naming the shapes. A float32 C-contiguous array is used as is."""
+import numpy as np
+
+
+def as_matrix(a, name, n_features=None):
+    """A (n, features) float32 C-contiguous array, checked."""
+    from fastnn.layers.core import KerasTensor
+    if a is None:
+        raise ValueError(f"{name} is required, got None")
+    if isinstance(a, KerasTensor):
+        raise TypeError(f"{name} must be data (a NumPy array), got the symbolic tensor {a!r}")
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype} "
+                        f"with shape {arr.shape}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} features per row (the model's input "
+                         f"shape is (None, {n_features})), got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf (shape {arr.shape}); "
+                         "clean or impute the data first")
+    return arr
+
+
+def as_targets(y, name, n_rows, n_out, sparse_labels):
+    """Targets as (n, width) float32: width n_out, or 1 for integer class labels."""
+    if y is None:
+        raise ValueError(f"{name} is required, got None")
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype} "
+                        f"with shape {arr.shape}")
+    if arr.shape[:1] != (n_rows,):
+        raise ValueError(f"x and {name} must have the same number of rows: x has {n_rows}, "
+                         f"{name} has shape {arr.shape}")
+    width = 1 if sparse_labels else n_out
+    if arr.ndim == 1 and width == 1:
+        arr = arr.reshape(n_rows, 1)
+    if arr.ndim != 2 or arr.shape[1] != width:
+        expected = f"({n_rows},) or ({n_rows}, 1) class labels" if sparse_labels else \
+            f"({n_rows}, {n_out})" + (f" or ({n_rows},)" if n_out == 1 else "")
+        raise ValueError(f"{name} must have shape {expected} to match the model's output "
+                         f"(None, {n_out}), got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf (shape {arr.shape})")
+    if sparse_labels and (np.any(arr != np.floor(arr)) or arr.min() < 0 or arr.max() >= n_out):
+        raise ValueError(f"{name} must hold integer class labels in [0, {n_out}), got values "
+                         f"in [{arr.min()}, {arr.max()}]")
+    return arr

@@ -1,0 +1,43 @@
+"""Seeding and small helpers shared by the package."""
+import re
+
+import numpy as np
+
+_rng = np.random.default_rng()
+
+
+def set_random_seed(seed):
+    """Seeds every random choice fastnn makes (initial weights, shuffling, dropout).
+
+    The same seed gives bit-identical training on the same machine.
+    """
+    global _rng
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
+    _rng = np.random.default_rng(int(seed))
+
+
+def rng():
+    """The package-wide generator (seeded by set_random_seed)."""
+    return _rng
+
+
+def next_seed():
+    """A 64-bit seed for the C shuffler, drawn from the package generator."""
+    return int(_rng.integers(0, 2**63 - 1))
+
+
+_name_counts = {}
+
+
+def to_snake_case(name):
+    """'ReLU' -> 're_lu', 'Dense' -> 'dense', as Keras names its layers."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
+
+
+def unique_name(base):
+    """'dense', 'dense_1', 'dense_2', ... per base name, for the whole session."""
+    n = _name_counts.get(base, 0)
+    _name_counts[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
