@@ -27,49 +27,62 @@ void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)
 
 static const float *last_output(const fnn_net *net) { return net->acts[net->n_layers]; }
 static int64_t out_width(const fnn_net *net) { return net->layers[net->n_layers - 1].n_out; }
+static int64_t out_ld(const fnn_net *net) { return net->ld[net->n_layers]; }
 
-/* Forward of the rows already in acts[0] (rows <= max_batch). */
-static void forward(const fnn_net *net, const float *x0, int64_t rows)
+/* dst rows (stride ldd) = src rows (stride lds), w floats each */
+static void copy_rows(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows,
+                      int64_t w)
+{
+    for (int64_t r = 0; r < rows; r++) memcpy(dst + r * ldd, src + r * lds, (size_t)w * sizeof(float));
+}
+
+/* Forward of `rows` rows starting at x0 (row stride ldx0). */
+static void forward(const fnn_net *net, const float *x0, int64_t ldx0, int64_t rows)
 {
     const float *in = x0;
+    int64_t ldin = ldx0;
     for (int l = 0; l < net->n_layers; l++) {
         const fnn_layer *L = &net->layers[l];
+        float *out = net->acts[l + 1];
+        const int64_t ldout = net->ld[l + 1];
         if (L->kind == FNN_LAYER_ACTIVATION) {
-            memcpy(net->acts[l + 1], in, (size_t)(rows * L->n_out) * sizeof(float));
-            fnn_act_forward(L->act, net->acts[l + 1], (size_t)(rows * L->n_out));
-            in = net->acts[l + 1];
-            continue;
+            copy_rows(out, ldout, in, ldin, rows, L->n_out);
+            fnn_act_forward(L->act, out, (size_t)((rows - 1) * ldout + L->n_out));
+        } else {
+            fnn_dense_forward(in, ldin, net->params + L->w_off,
+                              L->use_bias ? net->params + L->b_off : NULL, out, ldout, rows,
+                              L->n_in, L->n_out, L->act, L->gemm, net->scratch);
         }
-        fnn_dense_forward(in, net->params + L->w_off, L->use_bias ? net->params + L->b_off : NULL,
-                          net->acts[l + 1], rows, L->n_in, L->n_out, L->act, L->gemm);
-        in = net->acts[l + 1];
+        in = out;
+        ldin = ldout;
     }
 }
 
-static void backward(const fnn_net *net, const float *x0, int64_t rows)
+static void backward(const fnn_net *net, int64_t rows)
 {
     for (int l = net->n_layers - 1; l >= 0; l--) {
         const fnn_layer *L = &net->layers[l];
-        const float *in = l == 0 ? x0 : net->acts[l];
+        float *gy = net->deltas[l + 1];
+        const int64_t ldy = net->ld[l + 1];
         if (L->kind == FNN_LAYER_ACTIVATION) {
-            fnn_act_backward(L->act, net->acts[l + 1], net->deltas[l + 1], (size_t)(rows * L->n_out));
-            if (l > 0)
-                memcpy(net->deltas[l], net->deltas[l + 1], (size_t)(rows * L->n_out) * sizeof(float));
+            fnn_act_backward(L->act, net->acts[l + 1], gy, (size_t)((rows - 1) * ldy + L->n_out));
+            if (l > 0) copy_rows(net->deltas[l], net->ld[l], gy, ldy, rows, L->n_out);
             continue;
         }
-        fnn_dense_backward(in, net->params + L->w_off, net->acts[l + 1], net->deltas[l + 1],
-                           l == 0 ? NULL : net->deltas[l], net->grads + L->w_off,
-                           L->use_bias ? net->grads + L->b_off : NULL, rows, L->n_in, L->n_out,
-                           L->act, L->gemm);
+        fnn_dense_backward(net->acts[l], net->ld[l], net->params + L->w_off, net->acts[l + 1], gy,
+                           ldy, l == 0 ? NULL : net->deltas[l], net->ld[l],
+                           net->grads + L->w_off, L->use_bias ? net->grads + L->b_off : NULL,
+                           rows, L->n_in, L->n_out, L->act, L->gemm, net->scratch);
     }
 }
 
-static double metric(int kind, const float *p, const float *t, int64_t n, int64_t m, int loss)
+static double metric(int kind, const float *p, int64_t ldp, const float *t, int64_t n, int64_t m,
+                     int loss)
 {
     if (kind == FNN_METRIC_ACCURACY) {
         int64_t hits = 0;
         for (int64_t i = 0; i < n; i++) {
-            const float *pi = p + i * m;
+            const float *pi = p + i * ldp;
             int64_t best = 0;
             if (loss == FNN_LOSS_SPARSE_CCE_LOGITS || m > 1) {
                 for (int64_t j = 1; j < m; j++) best = pi[j] > pi[best] ? j : best;
@@ -80,15 +93,15 @@ static double metric(int kind, const float *p, const float *t, int64_t n, int64_
         }
         return (double)hits / (double)n;
     }
-    return fnn_loss(kind == FNN_METRIC_MAE ? FNN_LOSS_MAE : FNN_LOSS_MSE, p, t, NULL, n, m);
+    return fnn_loss(kind == FNN_METRIC_MAE ? FNN_LOSS_MAE : FNN_LOSS_MSE, p, ldp, t, NULL, n, m);
 }
 
 static void add_metrics(const fnn_net *net, const float *t, int64_t rows, const int *metrics,
                         int n_metrics, fnn_totals *tot)
 {
     for (int k = 0; k < n_metrics && k < FNN_MAX_METRICS; k++)
-        tot->metric_sum[k] += metric(metrics[k], last_output(net), t, rows, out_width(net),
-                                     net->loss) * (double)rows;
+        tot->metric_sum[k] += metric(metrics[k], last_output(net), out_ld(net), t, rows,
+                                     out_width(net), net->loss) * (double)rows;
 }
 
 /* Copies rows perm[start..start+rows) of src (width w) into dst. */
@@ -108,8 +121,8 @@ void fnn_net_predict(const fnn_net *net, const float *x, int64_t n, float *out)
     const int64_t n_in = net->layers[0].n_in, m = out_width(net);
     for (int64_t s = 0; s < n; s += net->max_batch) {
         const int64_t rows = n - s < net->max_batch ? n - s : net->max_batch;
-        forward(net, x + s * n_in, rows);
-        memcpy(out + s * m, last_output(net), (size_t)(rows * m) * sizeof(float));
+        forward(net, x + s * n_in, n_in, rows);
+        copy_rows(out + s * m, m, last_output(net), out_ld(net), rows, m);
     }
 }
 
@@ -122,14 +135,14 @@ int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, 
         const int64_t rows = n - s < batch ? n - s : batch;
         gather(net->acts[0], x, perm, s, rows, n_in);
         gather(net->target, y, perm, s, rows, tw);
-        forward(net, net->acts[0], rows);
-        const double loss = fnn_loss(net->loss, last_output(net), net->target,
+        forward(net, net->acts[0], n_in, rows);
+        const double loss = fnn_loss(net->loss, last_output(net), out_ld(net), net->target,
                                      net->deltas[net->n_layers], rows, m);
         add_metrics(net, net->target, rows, metrics, n_metrics, tot);
         tot->loss_sum += loss * (double)rows;
         tot->rows += rows;
         if (!isfinite(loss)) return 1;
-        backward(net, net->acts[0], rows);
+        backward(net, rows);
         fnn_optimizer_step(opt, net->params, net->grads, (size_t)net->n_params);
     }
     return 0;
@@ -142,9 +155,9 @@ void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_
     if (batch > net->max_batch) batch = net->max_batch;
     for (int64_t s = 0; s < n; s += batch) {
         const int64_t rows = n - s < batch ? n - s : batch;
-        forward(net, x + s * n_in, rows);
-        tot->loss_sum += fnn_loss(net->loss, last_output(net), y + s * tw, NULL, rows, m) *
-                         (double)rows;
+        forward(net, x + s * n_in, n_in, rows);
+        tot->loss_sum += fnn_loss(net->loss, last_output(net), out_ld(net), y + s * tw, NULL, rows,
+                                  m) * (double)rows;
         add_metrics(net, y + s * tw, rows, metrics, n_metrics, tot);
         tot->rows += rows;
     }

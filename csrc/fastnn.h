@@ -52,14 +52,25 @@ void fnn_sgemm_cblas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alph
 int fnn_have_cblas(void);
 
 /* ---- dense layer ---------------------------------------------------------- */
-/* Y = act(X . W + b); b may be NULL (no bias). gemm NULL = fastnn's own loops. */
-void fnn_dense_forward(const float *x, const float *w, const float *b, float *y, int64_t n,
-                       int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm);
-/* Given y = forward output and gy = dL/dy (overwritten with dL/dz), writes
- * gw = X^T . dz, gb = column sums of dz (if gb), gx = dz . W^T (if gx). */
-void fnn_dense_backward(const float *x, const float *w, const float *y, float *gy, float *gx,
-                        float *gw, float *gb, int64_t n, int64_t n_in, int64_t n_out, int act,
-                        fnn_sgemm_fn gemm);
+/* Layers with at most FNN_NARROW units take the register-blocked path when the
+ * caller gives scratch and rows of Y at least FNN_NARROW floats apart. */
+enum { FNN_NARROW = 16 };
+
+/* Floats of scratch the narrow path needs for a layer of this shape. */
+size_t fnn_dense_scratch(int64_t n_in, int64_t n_out);
+
+/* Y = act(X . W + b); b may be NULL (no bias). ldx/ldy are row strides.
+ * gemm: the GEMM for wide layers (NULL = the portable kernel);
+ * scratch: fnn_dense_scratch() floats, or NULL to never take the narrow path. */
+void fnn_dense_forward(const float *x, int64_t ldx, const float *w, const float *b, float *y,
+                       int64_t ldy, int64_t n, int64_t n_in, int64_t n_out, int act,
+                       fnn_sgemm_fn gemm, float *scratch);
+/* Given y = forward output and gy = dL/dy (both stride ldy; gy is overwritten with
+ * dL/dz), writes gw = X^T . dz (n_in x n_out, packed), gb = column sums of dz (if
+ * gb), gx = dz . W^T (if gx, stride ldgx). */
+void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float *y, float *gy,
+                        int64_t ldy, float *gx, int64_t ldgx, float *gw, float *gb, int64_t n,
+                        int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm, float *scratch);
 
 /* ---- losses -------------------------------------------------------------- */
 enum { FNN_LOSS_MSE = 0, FNN_LOSS_MAE = 1, FNN_LOSS_SPARSE_CCE_LOGITS = 2 };
@@ -67,9 +78,9 @@ enum { FNN_LOSS_MSE = 0, FNN_LOSS_MAE = 1, FNN_LOSS_SPARSE_CCE_LOGITS = 2 };
 /* Mean loss over the batch; writes dL/dpred into grad when grad != NULL.
  * MSE/MAE: mean over all n*m elements (Keras: mean over the last axis, then
  * over the batch). Sparse CCE from logits: target holds class indices as floats,
- * mean over the n rows. */
-double fnn_loss(int loss, const float *pred, const float *target, float *grad, int64_t n,
-                int64_t m);
+ * mean over the n rows. pred and grad have row stride ldp; target is packed. */
+double fnn_loss(int loss, const float *pred, int64_t ldp, const float *target, float *grad,
+                int64_t n, int64_t m);
 
 /* ---- optimizers ------------------------------------------------------------ */
 enum { FNN_OPT_SGD = 0, FNN_OPT_RMSPROP = 1, FNN_OPT_ADAM = 2 };
@@ -106,10 +117,12 @@ typedef struct {
     int64_t n_params;
     int loss;
     int max_batch;
-    float *const *acts; /* acts[0]: gathered input rows, acts[l+1]: layer l's output, each max_batch rows */
-    float *const *deltas; /* deltas[l+1]: dL/d(output of layer l), same shapes */
+    float *const *acts;   /* acts[0]: gathered input rows, acts[l+1]: layer l's output */
+    float *const *deltas; /* deltas[l+1]: dL/d(output of layer l) */
+    const int64_t *ld;    /* ld[l]: row stride of acts[l] and deltas[l]; ld[0] = n_in */
     float *target;        /* gathered targets, max_batch x target_width */
     int64_t target_width;
+    float *scratch;       /* max over layers of fnn_dense_scratch() floats */
 } fnn_net;
 
 enum { FNN_MAX_METRICS = 4 };

@@ -15,13 +15,17 @@ cdef extern from "fastnn.h" nogil:
                          float beta, float *c, int64_t ldc)
     int fnn_set_cblas_sgemm(void *fn, int ilp64)
     int fnn_have_cblas()
-    void fnn_dense_forward(const float *x, const float *w, const float *b, float *y, int64_t n,
-                           int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm)
-    void fnn_dense_backward(const float *x, const float *w, const float *y, float *gy,
-                            float *gx, float *gw, float *gb, int64_t n, int64_t n_in,
-                            int64_t n_out, int act, fnn_sgemm_fn gemm)
-    double fnn_loss(int loss, const float *pred, const float *target, float *grad, int64_t n,
-                    int64_t m)
+    enum: FNN_NARROW
+    size_t fnn_dense_scratch(int64_t n_in, int64_t n_out)
+    void fnn_dense_forward(const float *x, int64_t ldx, const float *w, const float *b, float *y,
+                           int64_t ldy, int64_t n, int64_t n_in, int64_t n_out, int act,
+                           fnn_sgemm_fn gemm, float *scratch)
+    void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float *y,
+                            float *gy, int64_t ldy, float *gx, int64_t ldgx, float *gw,
+                            float *gb, int64_t n, int64_t n_in, int64_t n_out, int act,
+                            fnn_sgemm_fn gemm, float *scratch)
+    double fnn_loss(int loss, const float *pred, int64_t ldp, const float *target, float *grad,
+                    int64_t n, int64_t m)
 
     ctypedef struct fnn_optimizer:
         int kind
@@ -51,8 +55,10 @@ cdef extern from "fastnn.h" nogil:
         int max_batch
         float **acts
         float **deltas
+        const int64_t *ld
         float *target
         int64_t target_width
+        float *scratch
 
     enum: FNN_MAX_METRICS
 

@@ -101,10 +101,31 @@ def sgemm(cnp.ndarray a, cnp.ndarray b, bint trans_a=False, bint trans_b=False,
     return c
 
 
+PATHS = ("auto", "narrow", "portable", "blas")
+
+
+cdef int _path_check(str path) except -1:
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    return 0
+
+
+cdef int64_t _pad(int64_t width) noexcept nogil:
+    return (width + FNN_NARROW - 1) // FNN_NARROW * FNN_NARROW
+
+
 def dense_forward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=None, activation="linear",
-                  bint use_blas=False):
-    """act(x . w + b) as a new (n, units) float32 array."""
+                  bint use_blas=False, str path="auto"):
+    """act(x . w + b) as a new (n, units) float32 array.
+
+    path: "narrow" (register-blocked, units <= 16), "portable" (fastnn's GEMM),
+    "blas" (the registered CBLAS), or "auto" (narrow when units <= 16, else portable).
+    use_blas=True is path="blas".
+    """
     cdef int act = _act_id(activation)
+    if use_blas:
+        path = "blas"
+    _path_check(path)
     _check(x, "x", 2)
     _check(w, "w", 2)
     cdef int64_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
@@ -114,16 +135,28 @@ def dense_forward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=None, activation="
     if b is not None:
         _check_shape(b, "b", (n_out,))
         bp = fptr(b)
-    cdef cnp.ndarray y = np.empty((n, n_out), dtype=np.float32)
-    with nogil:
-        fnn_dense_forward(fptr(x), fptr(w), bp, fptr(y), n, n_in, n_out, act, _gemm(use_blas))
-    return y
+    cdef bint use_narrow = path == "narrow" or (path == "auto" and n_out <= FNN_NARROW)
+    if use_narrow and n_out > FNN_NARROW:
+        raise ValueError(f"the narrow path takes at most {FNN_NARROW} units, got {n_out}")
+    cdef int64_t ldy = _pad(n_out) if use_narrow else n_out
+    cdef cnp.ndarray y = np.empty((n, ldy), dtype=np.float32)
+    cdef cnp.ndarray scratch = np.empty(fnn_dense_scratch(n_in, n_out), dtype=np.float32)
+    cdef float *sp = fptr(scratch) if use_narrow else NULL
+    cdef fnn_sgemm_fn mm = _gemm(path == "blas")
+    if n:
+        with nogil:
+            fnn_dense_forward(fptr(x), n_in, fptr(w), bp, fptr(y), ldy, n, n_in, n_out, act, mm, sp)
+    return y[:, :n_out].copy() if ldy != n_out else y
 
 
 def dense_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray y, cnp.ndarray gy,
-                   activation="linear", bint use_bias=True, bint use_blas=False):
+                   activation="linear", bint use_bias=True, bint use_blas=False,
+                   str path="auto"):
     """Returns (gx, gw, gb) for y = act(x . w + b) given gy = dL/dy (not modified)."""
     cdef int act = _act_id(activation)
+    if use_blas:
+        path = "blas"
+    _path_check(path)
     _check(x, "x", 2)
     _check(w, "w", 2)
     cdef int64_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
@@ -131,15 +164,31 @@ def dense_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray y, cnp.ndarray gy,
         raise ValueError(f"x {_shape(x)} and w {_shape(w)} do not chain")
     _check_shape(y, "y", (n, n_out))
     _check_shape(gy, "gy", (n, n_out))
-    cdef cnp.ndarray dz = gy.copy()
-    cdef cnp.ndarray gx = np.empty((n, n_in), dtype=np.float32)
+    cdef bint use_narrow = path == "narrow" or (path == "auto" and n_out <= FNN_NARROW)
+    if use_narrow and n_out > FNN_NARROW:
+        raise ValueError(f"the narrow path takes at most {FNN_NARROW} units, got {n_out}")
+    # the narrow path reads rows 16 wide: pad y and dz (and gx when the input is narrow)
+    cdef int64_t ldy = _pad(n_out) if use_narrow else n_out
+    cdef int64_t ldgx = _pad(n_in) if use_narrow else n_in
+    cdef cnp.ndarray yp = np.zeros((n, ldy), dtype=np.float32)
+    cdef cnp.ndarray dz = np.zeros((n, ldy), dtype=np.float32)
+    yp[:, :n_out] = y
+    dz[:, :n_out] = gy
+    cdef cnp.ndarray gx = np.empty((n, ldgx), dtype=np.float32)
     cdef cnp.ndarray gw = np.empty((n_in, n_out), dtype=np.float32)
     cdef cnp.ndarray gb = np.empty((n_out,), dtype=np.float32)
+    cdef cnp.ndarray scratch = np.empty(fnn_dense_scratch(n_in, n_out), dtype=np.float32)
+    cdef float *sp = fptr(scratch) if use_narrow else NULL
     cdef float *gbp = fptr(gb) if use_bias else NULL
-    with nogil:
-        fnn_dense_backward(fptr(x), fptr(w), fptr(y), fptr(dz), fptr(gx), fptr(gw), gbp,
-                           n, n_in, n_out, act, _gemm(use_blas))
-    return gx, gw, (gb if use_bias else None)
+    cdef fnn_sgemm_fn mm = _gemm(path == "blas")
+    if n:
+        with nogil:
+            fnn_dense_backward(fptr(x), n_in, fptr(w), fptr(yp), fptr(dz), ldy, fptr(gx), ldgx,
+                               fptr(gw), gbp, n, n_in, n_out, act, mm, sp)
+    else:
+        gw[...] = 0
+        gb[...] = 0
+    return gx[:, :n_in].copy(), gw, (gb if use_bias else None)
 
 
 def activation_forward(cnp.ndarray x, activation):
@@ -181,7 +230,7 @@ def loss(str kind, cnp.ndarray pred, cnp.ndarray target):
     cdef cnp.ndarray grad = np.empty_like(pred)
     cdef double value
     with nogil:
-        value = fnn_loss(k, fptr(pred), fptr(target), fptr(grad), n, m)
+        value = fnn_loss(k, fptr(pred), m, fptr(target), fptr(grad), n, m)
     return value, grad
 
 
@@ -246,6 +295,7 @@ cdef class Net:
     cdef fnn_layer *layer_specs
     cdef float **act_ptrs
     cdef float **delta_ptrs
+    cdef int64_t *lds
     cdef readonly object params, grads, arena
     cdef readonly int64_t n_in, n_out, max_batch, target_width
     cdef cnp.npy_intp out_dims[2]
@@ -254,8 +304,10 @@ cdef class Net:
         self.layer_specs = NULL
         self.act_ptrs = NULL
         self.delta_ptrs = NULL
+        self.lds = NULL
 
     def __dealloc__(self):
+        free(self.lds)
         free(self.layer_specs)
         free(self.act_ptrs)
         free(self.delta_ptrs)
@@ -275,9 +327,10 @@ cdef class Net:
         self.layer_specs = <fnn_layer *>malloc(L * sizeof(fnn_layer))
         self.act_ptrs = <float **>malloc((L + 1) * sizeof(float *))
         self.delta_ptrs = <float **>malloc((L + 1) * sizeof(float *))
-        if not self.layer_specs or not self.act_ptrs or not self.delta_ptrs:
+        self.lds = <int64_t *>malloc((L + 1) * sizeof(int64_t))
+        if not self.layer_specs or not self.act_ptrs or not self.delta_ptrs or not self.lds:
             raise MemoryError()
-        cdef int64_t prev = layers[0][0], total = 0
+        cdef int64_t prev = layers[0][0], total = 0, scratch = 0
         for l in range(L):
             n_in, n_out, act, use_bias, w_off, b_off, use_blas = layers[l]
             if n_in != prev or n_in <= 0 or n_out <= 0:
@@ -298,22 +351,30 @@ cdef class Net:
             self.layer_specs[l].w_off = w_off
             self.layer_specs[l].b_off = b_off
             self.layer_specs[l].gemm = _gemm(use_blas)
-            total += 2 * n_out
+            # rows of each layer's output are padded to 16 floats (the narrow kernels' width)
+            self.lds[l + 1] = _pad(n_out)
+            total += 2 * self.lds[l + 1]
+            scratch = max(scratch, <int64_t>fnn_dense_scratch(n_in, n_out))
             prev = n_out
         self.n_in, self.n_out, self.max_batch = layers[0][0], prev, max_batch
         self.target_width = prev if target_width < 0 else target_width
         # arena: input rows, then (output, gradient) per layer, then targets
-        self.arena = np.zeros(max_batch * (self.n_in + total + self.target_width), np.float32)
+        self.arena = np.zeros(max_batch * (self.n_in + total + self.target_width) + scratch,
+                              np.float32)
         cdef float *p = fptr(self.arena)
+        self.lds[0] = self.n_in
         self.act_ptrs[0] = p
         self.delta_ptrs[0] = NULL
         p += max_batch * self.n_in
         for l in range(L):
             self.act_ptrs[l + 1] = p
-            p += max_batch * self.layer_specs[l].n_out
+            p += max_batch * self.lds[l + 1]
             self.delta_ptrs[l + 1] = p
-            p += max_batch * self.layer_specs[l].n_out
+            p += max_batch * self.lds[l + 1]
         self.net.target = p
+        p += max_batch * self.target_width
+        self.net.scratch = p
+        self.net.ld = self.lds
         self.net.n_layers = L
         self.net.layers = self.layer_specs
         self.net.params = fptr(params)
