@@ -10,7 +10,8 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-SOURCES = ["activations.c", "dense.c", "engine.c", "gemm.c", "losses.c", "optimizers.c"]
+SOURCES = ["activations.c", "dense.c", "engine.c", "gemm.c", "losses.c", "narrow.c",
+           "optimizers.c"]
 
 if sys.platform == "win32":
     compile_args = ["/O2"]

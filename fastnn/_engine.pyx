@@ -16,6 +16,19 @@ from fastnn._cfastnn cimport *
 
 cnp.import_array()
 
+import os as _os
+
+
+def select_kernels(bint simd=True):
+    """Picks the narrow-layer kernels: "avx2" when simd and the CPU has AVX2+FMA,
+    else "baseline". Returns the name picked. Not thread-safe: call it when no
+    model is running (tests use it to check both sets)."""
+    return fnn_narrow_select(simd).decode()
+
+
+# FASTNN_SIMD=0 forces the baseline kernels for the whole process.
+KERNELS = select_kernels(_os.environ.get("FASTNN_SIMD", "1") != "0")
+
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 LOSSES = {"mse": 0, "mae": 1, "sparse_softmax_crossentropy": 2}
 OPTIMIZERS = {"sgd": 0, "rmsprop": 1, "adam": 2}
