@@ -9,8 +9,8 @@ void fnn_act_forward(int act, float *y, size_t n)
 {
     size_t i;
     switch (act) {
-    case FNN_ACT_RELU: /* y = max(y, 0) */
-        for (i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    case FNN_ACT_RELU: /* y = max(y, 0), written so that NaN stays NaN */
+        for (i = 0; i < n; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
         break;
     case FNN_ACT_SIGMOID: /* y = 1 / (1 + e^-y) */
         for (i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));

@@ -14,6 +14,20 @@ static uint64_t splitmix64(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+FNN_CLONES
+int fnn_all_finite(const float *x, size_t n)
+{
+    /* x*0 is 0 for finite x and NaN for NaN or Inf; eight lanes so it vectorises */
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += x[i + l] * 0.0f;
+    for (; i < n; i++) acc[0] += x[i] * 0.0f;
+    float s = 0.0f;
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s == 0.0f;
+}
+
 void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)
 {
     for (int64_t i = n - 1; i > 0; i--) {
@@ -146,6 +160,18 @@ int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, 
         fnn_optimizer_step(opt, net->params, net->grads, (size_t)net->n_params);
     }
     return 0;
+}
+
+int fnn_net_train(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
+                  int64_t *perm, uint64_t *shuffle_state, int64_t n, int batch, int epochs,
+                  const int *metrics, int n_metrics, fnn_totals *per_epoch)
+{
+    for (int e = 0; e < epochs; e++) {
+        if (perm && shuffle_state) fnn_shuffle(perm, n, shuffle_state);
+        if (fnn_net_train_epoch(net, opt, x, y, perm, n, batch, metrics, n_metrics, &per_epoch[e]))
+            return e + 1;
+    }
+    return epochs;
 }
 
 void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_t n, int batch,

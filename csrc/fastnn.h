@@ -149,9 +149,20 @@ int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, 
                         const int64_t *perm, int64_t n, int batch, const int *metrics,
                         int n_metrics, fnn_totals *tot);
 
+/* `epochs` epochs in one call, each preceded by a shuffle of perm when
+ * shuffle_state is given (the same sequence as fnn_shuffle calls between
+ * fnn_net_train_epoch calls). per_epoch[e] receives epoch e's totals (zeroed by
+ * the caller). Returns the epochs run: fewer than asked if a loss became non-finite. */
+int fnn_net_train(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
+                  int64_t *perm, uint64_t *shuffle_state, int64_t n, int batch, int epochs,
+                  const int *metrics, int n_metrics, fnn_totals *per_epoch);
+
 /* Loss and metrics over (x, y) without updating; adds to *tot. */
 void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_t n, int batch,
                       const int *metrics, int n_metrics, fnn_totals *tot);
+
+/* 1 if none of the n values is NaN or Inf. */
+int fnn_all_finite(const float *x, size_t n);
 
 /* Fisher-Yates shuffle of perm[0..n) driven by a 64-bit seed (splitmix64). */
 void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state);

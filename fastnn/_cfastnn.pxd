@@ -72,6 +72,10 @@ cdef extern from "fastnn.h" nogil:
     int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x,
                             const float *y, const int64_t *perm, int64_t n, int batch,
                             const int *metrics, int n_metrics, fnn_totals *tot)
+    int fnn_net_train(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
+                      int64_t *perm, uint64_t *shuffle_state, int64_t n, int batch, int epochs,
+                      const int *metrics, int n_metrics, fnn_totals *per_epoch)
     void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_t n,
                           int batch, const int *metrics, int n_metrics, fnn_totals *tot)
+    int fnn_all_finite(const float *x, size_t n)
     void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)

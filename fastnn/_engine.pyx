@@ -34,6 +34,8 @@ LOSSES = {"mse": 0, "mae": 1, "sparse_softmax_crossentropy": 2}
 OPTIMIZERS = {"sgd": 0, "rmsprop": 1, "adam": 2}
 METRICS = {"mse": 0, "mae": 1, "accuracy": 2}
 MAX_METRICS = FNN_MAX_METRICS
+# Net.train reads fnn_totals as rows of float64: loss sum, metric sums, rows (int64)
+assert sizeof(fnn_totals) == 8 * (2 + FNN_MAX_METRICS)
 
 
 cdef inline float *fptr(cnp.ndarray a) noexcept nogil:
@@ -413,9 +415,16 @@ cdef class Net:
     def predict(self, cnp.ndarray x):
         """Forward of a checked (n, n_in) float32 array into a new (n, n_out) array."""
         self._check_x(x)
-        self.out_dims[0] = x.shape[0]
-        cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, self.out_dims, cnp.NPY_FLOAT32, 0)
         cdef int64_t n = x.shape[0]
+        if n == 0:
+            raise ValueError(f"x is empty (shape {_shape(x)})")
+        cdef int finite
+        with nogil:
+            finite = fnn_all_finite(fptr(x), <size_t>(n * self.n_in))
+        if not finite:
+            raise ValueError(f"x contains NaN or Inf (shape {_shape(x)})")
+        self.out_dims[0] = n
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, self.out_dims, cnp.NPY_FLOAT32, 0)
         with nogil:
             fnn_net_predict(&self.net, fptr(x), n, fptr(out))
         return out
@@ -453,6 +462,41 @@ cdef class Net:
             status = fnn_net_train_epoch(&self.net, &opt.opt, fptr(x), fptr(y), pp, n, batch,
                                          mids, nm, &tot)
         return tot.loss_sum, [tot.metric_sum[l] for l in range(nm)], tot.rows, bool(status)
+
+    def train(self, cnp.ndarray x, cnp.ndarray y, OptimizerState opt, int batch, int epochs,
+              cnp.ndarray perm, uint64_t seed, bint shuffle, tuple metrics=()):
+        """`epochs` epochs in one native call (shuffling perm before each when shuffle).
+
+        Returns (losses, metrics, seed): per-epoch mean loss (epochs run, fewer if the
+        loss diverged), an (epochs, n_metrics) array of per-epoch metric means, and the
+        shuffle state to continue from.
+        """
+        self._check_x(x)
+        cdef int64_t n = x.shape[0]
+        self._check_y(y, n)
+        if batch <= 0 or batch > self.max_batch:
+            raise ValueError(f"batch must be in [1, {self.max_batch}], got {batch}")
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        if opt.slot1.shape[0] < self.net.n_params:
+            raise ValueError("optimizer state is smaller than the parameters")
+        if cnp.PyArray_TYPE(perm) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(perm) \
+                or perm.ndim != 1 or perm.shape[0] != n:
+            raise ValueError(f"perm must be a contiguous int64 array of {n} indices")
+        if perm.min() < 0 or perm.max() >= n:
+            raise ValueError("perm holds indices outside [0, n)")
+        cdef int mids[4]
+        cdef int nm = self._metric_ids(metrics, mids)
+        totals = np.zeros((max(epochs, 1), 2 + FNN_MAX_METRICS), dtype=np.float64)
+        cdef fnn_totals *tp = <fnn_totals *>cnp.PyArray_DATA(totals)
+        cdef uint64_t state = seed
+        cdef int done
+        with nogil:
+            done = fnn_net_train(&self.net, &opt.opt, fptr(x), fptr(y),
+                                 <int64_t *>cnp.PyArray_DATA(perm), &state if shuffle else NULL,
+                                 n, batch, epochs, mids, nm, tp)
+        rows = totals[:done, 1 + FNN_MAX_METRICS].view(np.int64).astype(np.float64)
+        return totals[:done, 0] / rows, totals[:done, 1:1 + nm] / rows[:, None], state
 
     def evaluate(self, cnp.ndarray x, cnp.ndarray y, int batch, tuple metrics=()):
         """(loss_sum, metric_sums, rows) over (x, y), weights unchanged."""

@@ -270,6 +270,19 @@ class Model:
         self.stop_training = False
         for cb in cbs:
             cb.on_train_begin()
+        if len(cbs) == 1 and val is None:
+            # Nobody watches between epochs: all of them in one native call.
+            losses_, metrics_, _ = net.train(x, y, self._opt_state, batch,
+                                             max(epochs - initial_epoch, 0), perm, seed, shuffle,
+                                             keys)
+            for i, loss in enumerate(losses_):
+                logs = {"loss": float(loss)}
+                for j, (_, name) in enumerate(self._metrics):
+                    logs[name] = float(metrics_[i, j])
+                history.on_epoch_end(initial_epoch + i, logs)
+            if len(losses_) < epochs - initial_epoch:
+                _warn_diverged(initial_epoch + len(losses_))
+            return history
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
@@ -285,14 +298,18 @@ class Model:
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if diverged:
-                warnings.warn(f"epoch {epoch + 1}: the loss became NaN or Inf; training "
-                              "stopped (try a smaller learning_rate)", RuntimeWarning)
+                _warn_diverged(epoch + 1)
                 break
             if self.stop_training:
                 break
         for cb in cbs:
             cb.on_train_end()
         return history
+
+
+def _warn_diverged(epoch):
+    warnings.warn(f"epoch {epoch}: the loss became NaN or Inf; training stopped "
+                  "(try a smaller learning_rate)", RuntimeWarning, stacklevel=3)
 
 
 def _check_batch_size(batch_size):
