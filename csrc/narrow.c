@@ -3,8 +3,8 @@
  * W arrives packed as a zero-padded (n_in x 16) panel (or W^T as (n_out x 16)),
  * rows of Y and dL/dZ are 16 floats apart, so every row is exactly two 8-float
  * vectors. Each kernel exists twice: AVX2+FMA intrinsics (four rows in eight ymm
- * accumulators that stay in registers) and a plain-C baseline for any x86-64 or
- * other CPU. fnn_narrow_select() picks one set at start-up. */
+ * accumulators that stay in registers) and a portable baseline for any x86-64 or
+ * other CPU (128-bit GCC vectors: SSE2 on x86-64, NEON on ARM; plain loops elsewhere). fnn_narrow_select() picks one set at start-up. */
 #include <string.h>
 
 #include "narrow.h"
@@ -21,52 +21,96 @@ static void pack_base(const float *restrict w, const float *restrict b, float *r
     for (int64_t j = 0; j < P; j++) bp[j] = (b && j < n_out) ? b[j] : 0.0f;
 }
 
-static void forward_base(const float *restrict x, int64_t ldx, const float *restrict wp,
-                         const float *restrict bp, float *restrict y, int64_t ldy, int64_t n,
-                         int64_t n_in)
+/* All three products have one shape: for each output row r,
+ *   out[r, 0:16] = init + sum_t s[r*s_row + t*s_t] * B[t, 0:16]
+ * (forward: s = X, B = packed W; input grad: s = dz, B = packed W^T; weight
+ * grad: s = X read down a column, B = dz). Two rows at a time, each as four
+ * 4-float vectors, so the eight accumulators stay in registers on SSE2 or NEON. */
+#if defined(__GNUC__)
+typedef float v4 __attribute__((vector_size(16)));
+
+static inline v4 load4(const float *p)
 {
-    for (int64_t i = 0; i < n; i++) {
+    v4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store4(float *p, v4 v) { memcpy(p, &v, sizeof v); }
+
+static void rows16(const float *s, int64_t s_row, int64_t s_t, const float *b, int64_t ldb,
+                   int64_t T, const float *init, float *out, int64_t ldo, int64_t R)
+{
+    const v4 zero = {0, 0, 0, 0};
+    const v4 i0 = init ? load4(init) : zero, i1 = init ? load4(init + 4) : zero,
+             i2 = init ? load4(init + 8) : zero, i3 = init ? load4(init + 12) : zero;
+    int64_t r = 0;
+    for (; r + 2 <= R; r += 2) {
+        v4 a0 = i0, a1 = i1, a2 = i2, a3 = i3, c0 = i0, c1 = i1, c2 = i2, c3 = i3;
+        const float *sa = s + r * s_row, *sc = sa + s_row;
+        for (int64_t t = 0; t < T; t++) {
+            const float *bt = b + t * ldb;
+            const v4 b0 = load4(bt), b1 = load4(bt + 4), b2 = load4(bt + 8), b3 = load4(bt + 12);
+            const float u = sa[t * s_t], w = sc[t * s_t];
+            a0 += u * b0; a1 += u * b1; a2 += u * b2; a3 += u * b3;
+            c0 += w * b0; c1 += w * b1; c2 += w * b2; c3 += w * b3;
+        }
+        float *o = out + r * ldo;
+        store4(o, a0); store4(o + 4, a1); store4(o + 8, a2); store4(o + 12, a3);
+        store4(o + ldo, c0); store4(o + ldo + 4, c1); store4(o + ldo + 8, c2); store4(o + ldo + 12, c3);
+    }
+    for (; r < R; r++) {
+        v4 a0 = i0, a1 = i1, a2 = i2, a3 = i3;
+        for (int64_t t = 0; t < T; t++) {
+            const float *bt = b + t * ldb;
+            const float u = s[r * s_row + t * s_t];
+            a0 += u * load4(bt); a1 += u * load4(bt + 4); a2 += u * load4(bt + 8); a3 += u * load4(bt + 12);
+        }
+        float *o = out + r * ldo;
+        store4(o, a0); store4(o + 4, a1); store4(o + 8, a2); store4(o + 12, a3);
+    }
+}
+#else
+static void rows16(const float *s, int64_t s_row, int64_t s_t, const float *b, int64_t ldb,
+                   int64_t T, const float *init, float *out, int64_t ldo, int64_t R)
+{
+    for (int64_t r = 0; r < R; r++) {
         float a[P];
-        for (int j = 0; j < P; j++) a[j] = bp[j];
-        for (int64_t k = 0; k < n_in; k++) {
-            const float v = x[i * ldx + k];
-            for (int j = 0; j < P; j++) a[j] += v * wp[k * P + j];
-        }
-        for (int j = 0; j < P; j++) y[i * ldy + j] = a[j];
+        for (int j = 0; j < P; j++) a[j] = init ? init[j] : 0.0f;
+        for (int64_t t = 0; t < T; t++)
+            for (int j = 0; j < P; j++) a[j] += s[r * s_row + t * s_t] * b[t * ldb + j];
+        for (int j = 0; j < P; j++) out[r * ldo + j] = a[j];
     }
 }
+#endif
 
-static void weight_grad_base(const float *restrict x, int64_t ldx, const float *restrict dz,
-                             int64_t ldz, float *restrict gw, float *restrict gb, int64_t n,
-                             int64_t n_in, int64_t n_out)
+static void forward_base(const float *x, int64_t ldx, const float *wp, const float *bp, float *y,
+                         int64_t ldy, int64_t n, int64_t n_in)
 {
+    rows16(x, ldx, 1, wp, P, n_in, bp, y, ldy, n);
+}
+
+static void weight_grad_base(const float *x, int64_t ldx, const float *dz, int64_t ldz,
+                             float *gw, float *gb, int64_t n, int64_t n_in, int64_t n_out)
+{
+    float tmp[2 * P];
     if (gb) {
-        float a[P] = {0};
-        for (int64_t i = 0; i < n; i++)
-            for (int j = 0; j < P; j++) a[j] += dz[i * ldz + j];
-        for (int64_t j = 0; j < n_out; j++) gb[j] = a[j];
+        const float one = 1.0f; /* db = 1^T . dz: a column of ones, read with stride 0 */
+        rows16(&one, 0, 0, dz, ldz, n, NULL, tmp, P, 1);
+        memcpy(gb, tmp, (size_t)n_out * sizeof(float));
     }
-    for (int64_t k = 0; k < n_in; k++) {
-        float a[P] = {0};
-        for (int64_t i = 0; i < n; i++) {
-            const float v = x[i * ldx + k];
-            for (int j = 0; j < P; j++) a[j] += v * dz[i * ldz + j];
-        }
-        for (int64_t j = 0; j < n_out; j++) gw[k * n_out + j] = a[j];
+    for (int64_t k = 0; k < n_in; k += 2) {
+        const int64_t rows = n_in - k < 2 ? n_in - k : 2;
+        rows16(x + k, 1, ldx, dz, ldz, n, NULL, tmp, P, rows);
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(gw + (k + r) * n_out, tmp + r * P, (size_t)n_out * sizeof(float));
     }
 }
 
-static void input_grad_base(const float *restrict dz, int64_t ldz, const float *restrict wt,
-                            float *restrict gx, int64_t ldgx, int64_t n, int64_t n_out)
+static void input_grad_base(const float *dz, int64_t ldz, const float *wt, float *gx,
+                            int64_t ldgx, int64_t n, int64_t n_out)
 {
-    for (int64_t i = 0; i < n; i++) {
-        float a[P] = {0};
-        for (int64_t j = 0; j < n_out; j++) {
-            const float v = dz[i * ldz + j];
-            for (int c = 0; c < P; c++) a[c] += v * wt[j * P + c];
-        }
-        for (int c = 0; c < P; c++) gx[i * ldgx + c] = a[c];
-    }
+    rows16(dz, ldz, 1, wt, P, n_out, NULL, gx, ldgx, n);
 }
 
 /* ---- AVX2 + FMA ------------------------------------------------------------------- */

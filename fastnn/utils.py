@@ -3,7 +3,7 @@ import re
 
 import numpy as np
 
-_rng = np.random.default_rng()
+_rng = None  # made on first use: numpy.random costs ~10 ms to import
 
 
 def set_random_seed(seed):
@@ -19,12 +19,15 @@ def set_random_seed(seed):
 
 def rng():
     """The package-wide generator (seeded by set_random_seed)."""
+    global _rng
+    if _rng is None:
+        _rng = np.random.default_rng()
     return _rng
 
 
 def next_seed():
     """A 64-bit seed for the C shuffler, drawn from the package generator."""
-    return int(_rng.integers(0, 2**63 - 1))
+    return int(rng().integers(0, 2**63 - 1))
 
 
 _name_counts = {}
