@@ -52,6 +52,9 @@ cdef int _check(cnp.ndarray a, str name, int ndim=-1) except -1:
         raise TypeError(f"{name} must be a float32 ndarray, got None")
     if cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32:
         raise TypeError(f"{name} must be float32, got dtype {a.dtype} with shape {_shape(a)}")
+    if not cnp.PyArray_ISNOTSWAPPED(a):
+        raise TypeError(f"{name} must be float32 in native byte order, got dtype "
+                        f"{a.dtype.str} with shape {_shape(a)}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{name} must be C-contiguous (shape {_shape(a)})")
     if ndim >= 0 and a.ndim != ndim:

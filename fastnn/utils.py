@@ -39,8 +39,9 @@ def to_snake_case(name):
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
-def unique_name(base):
-    """'dense', 'dense_1', 'dense_2', ... per base name, for the whole session."""
-    n = _name_counts.get(base, 0)
+def unique_name(base, first=0):
+    """'dense', 'dense_1', 'dense_2', ... per base name, for the whole session
+    (first=1 starts at 'base_1', as tf.keras names inputs)."""
+    n = _name_counts.get(base, first)
     _name_counts[base] = n + 1
     return base if n == 0 else f"{base}_{n}"

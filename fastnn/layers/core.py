@@ -138,7 +138,8 @@ class InputLayer(Layer):
     """The layer behind Input(): it holds the model's input shape, no weights."""
 
     def __init__(self, shape, name=None):
-        super().__init__(name=name or unique_name("input"), input_shape=shape)
+        # tf.keras 2.x numbers inputs from 1: input_1, input_2, ...
+        super().__init__(name=name or unique_name("input", first=1), input_shape=shape)
         self.build(self._batch_input_shape)
 
     def compute_output_shape(self, input_shape):

@@ -6,6 +6,7 @@ picks the loss and optimizer; the first fit/evaluate/predict lowers the chain
 into an _engine.Net (per batch size, cached) and fit() hands it whole epochs."""
 import numbers
 import warnings
+import weakref
 
 import numpy as np
 
@@ -63,6 +64,15 @@ class Model:
 
     def _set_chain(self, chain):
         """Takes a fully built chain: moves its weights into one flat buffer."""
+        for layer in chain:
+            owner = layer._owner() if getattr(layer, "_owner", None) else None
+            if owner is not None and owner is not self:
+                raise ValueError(
+                    f"Layer '{layer.name}' already belongs to model '{owner.name}'. A fastnn "
+                    "model keeps all its weights in one buffer, so layers cannot be shared "
+                    "between models; create a new layer (and copy weights with set_weights).")
+        for layer in chain:
+            layer._owner = weakref.ref(self)
         self._chain = chain
         self._params, self._offsets = plan.flatten_weights(chain)
         self._grads = np.zeros_like(self._params)

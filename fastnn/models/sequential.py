@@ -37,12 +37,17 @@ class Sequential(Model):
         layer = layers[-1]
         if self._pending:
             self._pending.pop()
+        elif len(self._chain) > 1:
+            self._set_chain(self._chain[:-1])
         else:
-            self._set_chain(self._chain[:-1]) if len(self._chain) > 1 else self._clear()
+            self._clear()
+        layer._owner = None
         return layer
 
     def _clear(self):
         self._chain, self.built = [], False
+        self._params = self._grads = None
+        self._nets, self._predict_net, self._opt_state = {}, None, None
 
     def _build_pending(self):
         shape = self._chain[-1].output_shape if self._chain else self._input_layer.output_shape
