@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fastnn.h"
+#include "fpu.h"
 
 static uint64_t splitmix64(uint64_t *s)
 {
@@ -132,17 +133,19 @@ static void gather(float *dst, const float *src, const int64_t *perm, int64_t st
 
 void fnn_net_predict(const fnn_net *net, const float *x, int64_t n, float *out)
 {
+    const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
     const int64_t n_in = net->layers[0].n_in, m = out_width(net);
     for (int64_t s = 0; s < n; s += net->max_batch) {
         const int64_t rows = n - s < net->max_batch ? n - s : net->max_batch;
         forward(net, x + s * n_in, n_in, rows);
         copy_rows(out + s * m, m, last_output(net), out_ld(net), rows, m);
     }
+    fnn_fpu_restore(fpu);
 }
 
-int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
-                        const int64_t *perm, int64_t n, int batch, const int *metrics,
-                        int n_metrics, fnn_totals *tot)
+static int train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
+                       const int64_t *perm, int64_t n, int batch, const int *metrics,
+                       int n_metrics, fnn_totals *tot)
 {
     const int64_t n_in = net->layers[0].n_in, m = out_width(net), tw = net->target_width;
     for (int64_t s = 0; s < n; s += batch) {
@@ -162,21 +165,35 @@ int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, 
     return 0;
 }
 
+int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
+                        const int64_t *perm, int64_t n, int batch, const int *metrics,
+                        int n_metrics, fnn_totals *tot)
+{
+    const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
+    const int status = train_epoch(net, opt, x, y, perm, n, batch, metrics, n_metrics, tot);
+    fnn_fpu_restore(fpu);
+    return status;
+}
+
 int fnn_net_train(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
                   int64_t *perm, uint64_t *shuffle_state, int64_t n, int batch, int epochs,
                   const int *metrics, int n_metrics, fnn_totals *per_epoch)
 {
-    for (int e = 0; e < epochs; e++) {
+    const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
+    int e = 0;
+    while (e < epochs) {
         if (perm && shuffle_state) fnn_shuffle(perm, n, shuffle_state);
-        if (fnn_net_train_epoch(net, opt, x, y, perm, n, batch, metrics, n_metrics, &per_epoch[e]))
-            return e + 1;
+        if (train_epoch(net, opt, x, y, perm, n, batch, metrics, n_metrics, &per_epoch[e++]))
+            break;
     }
-    return epochs;
+    fnn_fpu_restore(fpu);
+    return e;
 }
 
 void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_t n, int batch,
                       const int *metrics, int n_metrics, fnn_totals *tot)
 {
+    const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
     const int64_t n_in = net->layers[0].n_in, m = out_width(net), tw = net->target_width;
     if (batch > net->max_batch) batch = net->max_batch;
     for (int64_t s = 0; s < n; s += batch) {
@@ -187,4 +204,5 @@ void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_
         add_metrics(net, y + s * tw, rows, metrics, n_metrics, tot);
         tot->rows += rows;
     }
+    fnn_fpu_restore(fpu);
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "fastnn.h"
+#include "fpu.h"
 
 FNN_CLONES
 static void sgd(float *restrict w, const float *restrict g, size_t n, float lr)
@@ -49,6 +50,7 @@ static void adam(float *restrict w, const float *restrict g, float *restrict m, 
 
 void fnn_optimizer_step(fnn_optimizer *opt, float *w, const float *g, size_t n)
 {
+    const fnn_fpu_state fpu = fnn_fpu_flush_denormals(); /* cheap: ~20 cycles */
     opt->iterations++;
     switch (opt->kind) {
     case FNN_OPT_RMSPROP:
@@ -68,4 +70,5 @@ void fnn_optimizer_step(fnn_optimizer *opt, float *w, const float *g, size_t n)
             sgd(w, g, n, opt->lr);
         break;
     }
+    fnn_fpu_restore(fpu);
 }

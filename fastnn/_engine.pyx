@@ -529,6 +529,16 @@ cdef class Net:
         return len(metrics)
 
 
+def all_finite(cnp.ndarray a):
+    """True if a (float32, C-contiguous) holds no NaN or Inf; one pass, no temporary."""
+    _check(a, "a")
+    cdef size_t n = <size_t>cnp.PyArray_SIZE(a)
+    cdef int ok
+    with nogil:
+        ok = fnn_all_finite(fptr(a), n)
+    return bool(ok)
+
+
 def shuffle(cnp.ndarray perm, uint64_t seed):
     """Seeded in-place Fisher-Yates shuffle of an int64 array; returns the next seed state."""
     if cnp.PyArray_TYPE(perm) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(perm) or perm.ndim != 1:

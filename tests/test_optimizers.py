@@ -262,3 +262,18 @@ def test_fit_continues_optimizer_state_across_calls(housing, ref, article_model,
 
 def test_fastnn_exports_optimizers():
     assert fastnn.optimizers is optimizers
+
+
+def test_optimizer_flushes_subnormals_and_restores_the_callers_mode():
+    # Mean squares of dead units decay through the subnormal range, where each float
+    # operation is ~100x slower; the engine runs with flush-to-zero (as TF does).
+    n = 64
+    state = _engine.OptimizerState("rmsprop", n, learning_rate=1e-3, rho=0.5)
+    state.slot1[:] = np.float32(1e-38)  # normal, but rho * v is subnormal
+    w = np.ones(n, np.float32)
+    state.step(w, np.zeros(n, np.float32))
+    assert np.all(state.slot1 == 0.0), "rho*v should flush to zero, not stay subnormal"
+    np.testing.assert_array_equal(w, 1.0)
+    # the caller's floating-point mode is restored: NumPy still makes subnormals
+    tiny = np.float32(1e-38) * np.float32(0.5)
+    assert 0.0 < tiny < np.finfo(np.float32).tiny

@@ -6,6 +6,8 @@ are rejected with TypeError; NaN/Inf, empty arrays and shape mismatches raise
 ValueError naming the shapes. A float32 C-contiguous array is used as is."""
 import numpy as np
 
+from fastnn._engine import all_finite
+
 
 def as_matrix(a, name, n_features=None):
     """A (n, features) float32 C-contiguous array, checked."""
@@ -26,7 +28,7 @@ def as_matrix(a, name, n_features=None):
         raise ValueError(f"{name} must have {n_features} features per row (the model's input "
                          f"shape is (None, {n_features})), got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):  # np.isfinite would allocate a bool copy of the data set
         raise ValueError(f"{name} contains NaN or Inf (shape {arr.shape}); "
                          "clean or impute the data first")
     return arr
@@ -52,7 +54,7 @@ def as_targets(y, name, n_rows, n_out, sparse_labels):
         raise ValueError(f"{name} must have shape {expected} to match the model's output "
                          f"(None, {n_out}), got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or Inf (shape {arr.shape})")
     if sparse_labels and (np.any(arr != np.floor(arr)) or arr.min() < 0 or arr.max() >= n_out):
         raise ValueError(f"{name} must hold integer class labels in [0, {n_out}), got values "
