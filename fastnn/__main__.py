@@ -1,0 +1,227 @@
+"""Command line: ``python -m fastnn demo`` and ``python -m fastnn bench [--quick]``."""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+
+def _standardised_housing():
+    import numpy as np
+    from fastnn.datasets import boston_housing
+    (x_train, y_train), (x_test, y_test) = boston_housing.load_data()
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    f32 = np.float32
+    return (((x_train - mean) / std).astype(f32), y_train.astype(f32),
+            ((x_test - mean) / std).astype(f32), y_test.astype(f32))
+
+
+def _article_model():
+    import fastnn
+    from fastnn.layers import Dense
+    return fastnn.Sequential([Dense(10, input_shape=(13,), activation="relu"),
+                              Dense(10, activation="relu"), Dense(1)])
+
+
+def demo(args):
+    import numpy as np
+    import fastnn
+    from fastnn._baseline import NumpyMLP
+
+    epochs, batch = args.epochs, 32
+    x_train, y_train, x_test, y_test = _standardised_housing()
+    print(f"Boston housing: {len(x_train)} training rows, {len(x_test)} test rows, "
+          f"{x_train.shape[1]} features (standardised with the training mean/std)")
+
+    fastnn.utils.set_random_seed(0)
+    model = _article_model()
+    model.summary()
+    model.compile(loss="mse", optimizer="rmsprop", metrics=["mae"])
+    print(f"fit: {epochs} epochs, batch {batch}, validation_split=0.2")
+    model.fit(x_train, y_train, epochs=epochs, batch_size=batch, validation_split=0.2,
+              verbose=args.verbose)
+    train_mse, train_mae = model.evaluate(x_train, y_train)
+    test_mse, test_mae = model.evaluate(x_test, y_test)
+    print(f"\nfastnn  train: MSE {train_mse:8.3f}  MAE {train_mae:6.3f}")
+    print(f"fastnn  test:  MSE {test_mse:8.3f}  MAE {test_mae:6.3f}")
+
+    # Timing: a fresh model and its NumPy twin, same initial weights, all 404 rows, silent.
+    fastnn.utils.set_random_seed(0)
+    timed = _article_model()
+    initial = np.concatenate([w.ravel() for w in timed.get_weights()])
+    timed.compile(loss="mse", optimizer="rmsprop", metrics=["mae"])
+    twin = NumpyMLP([13, 10, 10, 1], ["relu", "relu", "linear"], loss="mse",
+                    optimizer="rmsprop")
+    twin.set_flat_params(initial)
+
+    t0 = time.perf_counter()
+    timed.fit(x_train, y_train, epochs=epochs, batch_size=batch, verbose=0)
+    t_fastnn = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    twin.fit(x_train, y_train, epochs, batch_size=batch)
+    t_numpy = time.perf_counter() - t0
+
+    fast_mse = timed.evaluate(x_test, y_test)[0]
+    pred = twin.predict(x_test).ravel()
+    numpy_mse = float(np.mean((pred - y_test) ** 2))
+    print(f"\n{epochs}-epoch fit on all {len(x_train)} training rows, same initial weights "
+          f"(verbose=0):")
+    print(f"  fastnn      {t_fastnn * 1e3:9.1f} ms   test MSE {fast_mse:8.3f}")
+    print(f"  NumPy       {t_numpy * 1e3:9.1f} ms   test MSE {numpy_mse:8.3f}")
+    print(f"  fastnn is {t_numpy / t_fastnn:.1f}x faster than the careful NumPy baseline")
+    return 0
+
+
+def _fmt(value, unit):
+    if value is None:
+        return "-"
+    if unit == "s":
+        return f"{value:+.3f}" if abs(value) < 1 else f"{value:+.2f}"
+    a = abs(value)
+    if a >= 1000:
+        return f"{value:,.0f}"
+    if a >= 100:
+        return f"{value:.0f}"
+    if a >= 10:
+        return f"{value:.1f}"
+    if a >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _table(results, with_torch):
+    head = ["workload", "measure", "fastnn", "NumPy", "ratio", "target", "met?"]
+    if with_torch:
+        head.insert(4, "torch")
+    lines = []
+    for r in results:
+        for row in r["rows"]:
+            numpy_value = row["numpy"]
+            numpy_text = (f"{numpy_value:.3f}" if row["unit"] == "s" else
+                          _fmt(numpy_value, row["unit"]))
+            cells = [row["workload"], row["measure"], _fmt(row["fastnn"], row["unit"]),
+                     numpy_text, "-" if row["ratio"] is None else f"{row['ratio']:.2f}x",
+                     row["target"] or "-",
+                     "-" if row["met"] is None else ("yes" if row["met"] else "NO")]
+            if with_torch:
+                cells.insert(4, _fmt(row["torch"], row["unit"]))
+            lines.append(cells)
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
+    numeric = {2, 3, 4, 5} if with_torch else {2, 3, 4}
+
+    def fmt(cells):
+        return " | ".join(str(c).rjust(w) if i in numeric else str(c).ljust(w)
+                          for i, (c, w) in enumerate(zip(cells, widths)))
+    out = [fmt(head), "-+-".join("-" * w for w in widths)]
+    out += [fmt(c) for c in lines]
+    return "\n".join(out)
+
+
+def _cpu_busy(seconds=0.3):
+    """Cores' worth of CPU the rest of the machine used over `seconds` (Linux; else None).
+    Other work on a 2-core machine (a build, a test run) can slow the BLAS several-fold."""
+    def sample():
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + (values[4] if len(values) > 4 else 0)
+    try:
+        own0, (total0, idle0) = os.times(), sample()
+        time.sleep(seconds)
+        own1, (total1, idle1) = os.times(), sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    busy = (1.0 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+    # Minus this process's own CPU (e.g. BLAS threads spin-waiting after the last GEMM).
+    own = (own1.user + own1.system - own0.user - own0.system) / seconds
+    return max(busy - own, 0.0)
+
+
+def _warn_if_busy(when):
+    busy = _cpu_busy()
+    if busy is not None and busy > 0.2:
+        print(f"warning: {busy:.1f} CPU cores were busy with other work {when}; "
+              "the timings are unreliable, rerun on an idle machine", flush=True)
+        return True
+    return False
+
+
+def bench(args):
+    import numpy as np
+    from fastnn import _blas, benchmarks
+
+    quick = True if args.quick else None  # None: FASTNN_BENCH_QUICK decides
+    quick = benchmarks.is_quick(quick)
+    with_torch = benchmarks.have_torch()
+    only = None
+    if args.only:
+        only = [w.strip() for w in args.only.split(",") if w.strip()]
+        unknown = [w for w in only if w not in benchmarks.WORKLOADS]
+        if unknown:
+            print(f"unknown workload(s) {unknown}; valid: {list(benchmarks.WORKLOADS)}",
+                  file=sys.stderr)
+            return 2
+    torch_text = "torch " + benchmarks._torch().__version__ if with_torch else \
+        "torch not installed"
+    print(f"fastnn bench{' --quick' if quick else ''}: Python {platform.python_version()}, "
+          f"NumPy {np.__version__}, {os.cpu_count()} CPUs, "
+          f"BLAS for large layers: {'yes' if _blas.available() else 'no'}, {torch_text}")
+    print("ratio = fastnn speed / NumPy baseline speed (>1: fastnn faster); "
+          "timings are medians\n", flush=True)
+    _warn_if_busy("before the run")
+    t0 = time.perf_counter()
+
+    def progress(name):
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+    results = benchmarks.run_all(quick=quick, only=only, progress=progress)
+    _warn_if_busy("at the end of the run")
+    print(_table(results, with_torch))
+    notes = list(dict.fromkeys(f"{row['workload']}: {row['note']}" for r in results
+                               for row in r["rows"] if row["note"]))
+    if notes:
+        print("\nnotes:\n  " + "\n  ".join(notes))
+    print(f"\n{len(results)} workloads in {time.perf_counter() - t0:.1f} s")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"quick": quick, "numpy": np.__version__, "results": results}, f,
+                      indent=1, default=float)
+        print(f"results written to {args.json}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m fastnn",
+        description="fastnn: Keras-shaped neural networks for the CPU with a compiled C core.")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    p = sub.add_parser("demo", help="train the article's Boston housing model, compare with "
+                                    "NumPy",
+                       description="Trains the 13->10->10->1 model on Boston housing with "
+                                   "fastnn, then times the same training in plain NumPy.")
+    p.add_argument("--epochs", type=int, default=100, help="epochs (default: 100)")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                   help="fit's verbosity: 1 (default) prints Keras' 'Epoch n/N' line and a "
+                        "progress bar per epoch, 2 one line per epoch, 0 none")
+    p.set_defaults(func=demo)
+    p = sub.add_parser("bench", help="run the benchmark workloads against NumPy (and torch)",
+                       description="Runs the workloads of fastnn.benchmarks and prints "
+                                   "fastnn | NumPy | ratio | target for each.")
+    p.add_argument("--quick", action="store_true",
+                   help="small synthetic data and fewer repeats (also FASTNN_BENCH_QUICK=1)")
+    p.add_argument("--only", metavar="W1,W3,...",
+                   help="comma-separated workloads to run (W1 W2 W3 W4 W5 W6 L512)")
+    p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
+    p.set_defaults(func=bench)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if getattr(args, "epochs", 1) < 1:
+        parser.error("--epochs must be at least 1")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

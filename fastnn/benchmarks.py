@@ -1,0 +1,807 @@
+"""The benchmark workloads of ``python -m fastnn bench`` and of ``bench/`` (pytest-benchmark).
+
+Each workload is built as *cases*: one per implementation ("fastnn", "numpy" -- the careful
+NumPy baseline of :mod:`fastnn._baseline` -- and "torch" when PyTorch imports), made by
+:func:`case`. A case is a callable plus its arguments, set up once (data, model, buffers) so
+that timing it times only the work. The CLI times cases with :func:`time_case` (median of
+several repeats); pytest-benchmark times the same cases.
+
+Workloads (DESIGN.md, "Where the time goes"):
+
+=====  ==================================================================================
+W1a    one RMSprop training step of the article model (13->10->10->1 relu, MSE, batch 32)
+       on the standardised Boston housing training split: fastnn times a 1-epoch ``fit``
+       of exactly 32 rows (one step plus fit's Python overhead), NumPy its ``train_step``
+W1b    the article model's 100-epoch ``fit`` on the 404 training rows (1300 steps)
+W2     one epoch of a 784->512->512->10 relu MLP, softmax cross-entropy, RMSprop, batch
+       128 on synthetic data (60000 rows; 6000 in quick mode), in GFLOP/s
+W3     single-sample ``predict`` latency of the article model
+W4     ``predict`` throughput of the W2 model on the synthetic rows (NumPy: batches of 1024)
+W5     RMSprop update of 10M parameters, in GB/s (20 bytes per parameter), against
+       ``np.copyto`` bandwidth on 100 MB (counted as 2x the size) and a careful NumPy update
+W6     ``import fastnn`` time over ``import numpy``, measured inside fresh interpreters
+L512   forward+backward of one 512->512 Dense+ReLU layer at batch 128 (the 0.1 workload)
+=====  ==================================================================================
+
+Ratios are speed-ups: baseline time / fastnn time (or fastnn rate / baseline rate), so a
+ratio above 1 means fastnn is faster. Quick mode (``quick=True`` or FASTNN_BENCH_QUICK=1)
+shrinks the synthetic data set and the repeat counts, never the models.
+"""
+import functools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from collections import namedtuple
+
+import numpy as np
+
+__all__ = ["Case", "case", "time_case", "have_torch", "implementations", "is_quick",
+           "housing", "synthetic", "WORKLOADS", "run_all", "run_workload"]
+
+_F32 = np.float32
+
+# ---- sizes ---------------------------------------------------------------------------
+W1_SIZES, W1_ACTS = (13, 10, 10, 1), ("relu", "relu", "linear")
+W1_BATCH, W1_EPOCHS = 32, 100
+W2_SIZES, W2_ACTS = (784, 512, 512, 10), ("relu", "relu", "linear")
+W2_BATCH, W2_ROWS, W2_ROWS_QUICK = 128, 60000, 6000
+W4_BATCH = 1024                     # NumPy's forward batch in W4
+W5_PARAMS = 10_000_000
+COPY_FLOATS = 25_000_000            # 100 MB of float32 for the np.copyto reference
+L_BATCH, L_WIDTH = 128, 512
+SGEMM_N = 1024
+
+# ---- targets (fastnn 1.0 goals; "0.1" is the first release's) ----------------------
+TARGET_W1_FIT_RATIO = 50.0
+TARGET_W1_FIT_RATIO_01 = 10.0
+TARGET_W1_STEP_US = 3.0
+TARGET_W2_SGEMM_FRACTION = 0.75
+TARGET_W3_US = 1.0
+TARGET_W4_RATIO = 1.0
+TARGET_W5_COPY_FRACTION = 0.80
+TARGET_W6_SECONDS = 0.03
+TARGET_L512_RATIO = 1.0
+
+
+def is_quick(quick=None):
+    """quick if asked, else from FASTNN_BENCH_QUICK (anything but '', '0', 'false', 'no')."""
+    if quick is not None:
+        return bool(quick)
+    return os.environ.get("FASTNN_BENCH_QUICK", "").strip().lower() not in ("", "0", "false",
+                                                                            "no")
+
+
+@functools.lru_cache(maxsize=None)
+def _torch():
+    try:
+        import torch
+    except Exception:  # not installed, or a broken install: no torch rows
+        return None
+    return torch
+
+
+def have_torch():
+    return _torch() is not None
+
+
+def implementations():
+    """The implementations every workload has: fastnn, numpy, and torch when importable."""
+    return ("fastnn", "numpy", "torch") if have_torch() else ("fastnn", "numpy")
+
+
+# ---- data ------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def housing():
+    """Boston housing, standardised with the training split's mean and std, as float32.
+
+    Returns (x_train (404, 13), y_train (404,), x_test (102, 13), y_test (102,)).
+    The arrays are shared: do not modify them."""
+    from fastnn.datasets import boston_housing
+    (x_train, y_train), (x_test, y_test) = boston_housing.load_data()
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    arrays = ((x_train - mean) / std, y_train, (x_test - mean) / std, y_test)
+    out = tuple(np.ascontiguousarray(a, dtype=_F32) for a in arrays)
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+_synthetic_cache = {}
+
+
+def synthetic(rows):
+    """Random float32 (rows, 784) inputs in [0, 1) and int64 labels 0..9 (seeded; cached,
+    one size at a time so that the 188 MB full set is not kept twice)."""
+    if rows not in _synthetic_cache:
+        _synthetic_cache.clear()
+        rng = np.random.default_rng(1)
+        x = rng.random((rows, W2_SIZES[0]), dtype=_F32)
+        y = rng.integers(0, W2_SIZES[-1], size=rows, dtype=np.int64)
+        x.flags.writeable = y.flags.writeable = False
+        _synthetic_cache[rows] = (x, y)
+    return _synthetic_cache[rows]
+
+
+def w2_rows(quick=None):
+    return W2_ROWS_QUICK if is_quick(quick) else W2_ROWS
+
+
+def steps_per_epoch(rows, batch):
+    return -(-rows // batch)
+
+
+def n_weights(sizes):
+    return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+
+
+# ---- models ---------------------------------------------------------------------------
+def article_model(seed=0, compile=True):
+    """The article's model, Sequential([Dense(10, relu), Dense(10, relu), Dense(1)]),
+    compiled with MSE and RMSprop defaults; weights from fastnn.utils.set_random_seed(seed)."""
+    import fastnn
+    from fastnn.layers import Dense
+    fastnn.utils.set_random_seed(seed)
+    model = fastnn.Sequential([Dense(10, input_shape=(13,), activation="relu"),
+                               Dense(10, activation="relu"), Dense(1)])
+    if compile:
+        model.compile(loss="mse", optimizer="rmsprop")
+    return model
+
+
+def wide_model(seed=0):
+    """784->512->512->10 relu MLP, logits out, sparse softmax cross-entropy, RMSprop."""
+    import fastnn
+    from fastnn.layers import Dense
+    fastnn.utils.set_random_seed(seed)
+    model = fastnn.Sequential([Dense(512, input_shape=(784,), activation="relu"),
+                               Dense(512, activation="relu"), Dense(10)])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="rmsprop")
+    return model
+
+
+def flat_weights(model):
+    """The model's weights as one flat float32 vector, in NumpyMLP's layout."""
+    return np.concatenate([w.ravel() for w in model.get_weights()])
+
+
+def numpy_twin(model, sizes, activations, loss="mse"):
+    """A NumpyMLP with the same architecture and initial weights as the fastnn model."""
+    from fastnn._baseline import NumpyMLP
+    net = NumpyMLP(sizes, activations, loss=loss)
+    net.set_flat_params(flat_weights(model))
+    return net
+
+
+def torch_twin(model, sizes):
+    """A torch.nn.Sequential of Linear/ReLU with the fastnn model's initial weights."""
+    torch = _torch()
+    weights = model.get_weights()
+    modules = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        lin = torch.nn.Linear(fan_in, fan_out)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(weights[2 * i].T)))
+            lin.bias.copy_(torch.from_numpy(weights[2 * i + 1]))
+        modules.append(lin)
+        if i < len(sizes) - 2:
+            modules.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*modules)
+
+
+def _torch_trainer(net, loss):
+    """(step(xb, yb), fit(x, y, epochs, batch)) for a torch net with RMSprop (Keras'
+    hyper-parameters; torch adds epsilon outside the root)."""
+    torch = _torch()
+    opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    loss_fn = torch.nn.MSELoss() if loss == "mse" else torch.nn.CrossEntropyLoss()
+
+    def step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        value = loss_fn(net(xb), yb)
+        value.backward()
+        opt.step()
+
+    def fit(x, y, epochs, batch):
+        n = x.shape[0]
+        for _ in range(epochs):
+            perm = torch.randperm(n)
+            for start in range(0, n, batch):
+                idx = perm[start:start + batch]
+                step(x[idx], y[idx])
+
+    step.optimizer = opt
+    return step, fit
+
+
+def numpy_predict_batched(net, x, batch, out):
+    """NumpyMLP forward over x in batches of `batch` rows, into the preallocated out."""
+    n = x.shape[0]
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        np.copyto(out[start:stop], net._forward(x[start:stop], net._buf(stop - start)))
+    return out
+
+
+def numpy_rmsprop(w, g, v, t, lr=_F32(1e-3), rho=_F32(0.9), eps=_F32(1e-7)):
+    """Keras' RMSprop in careful NumPy: in place, out= everywhere, float32 scalars, one
+    scratch buffer t, g left untouched. v = rho*v + (1-rho)*g^2; w -= lr*g/sqrt(v+eps)."""
+    np.multiply(g, g, out=t)
+    t *= _F32(1) - rho
+    v *= rho
+    v += t
+    np.add(v, eps, out=t)
+    np.sqrt(t, out=t)
+    np.divide(g, t, out=t)
+    t *= lr
+    w -= t
+
+
+def import_seconds(modules="numpy", repeats=1):
+    """Seconds `import <modules>` takes inside a fresh interpreter (start-up excluded);
+    the median over `repeats` interpreters."""
+    import fastnn
+    code = ("import time; t0 = time.perf_counter(); import " + modules +
+            "; print(repr(time.perf_counter() - t0))")
+    env = dict(os.environ)
+    # The child must import the fastnn this process imported, whatever its cwd.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # Time imports as an installed package runs them: from cached bytecode. The cache goes
+    # to a private directory (not into the source tree), even if the caller's environment
+    # says PYTHONDONTWRITEBYTECODE; the first run fills it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "fastnn-bench-pycache")
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, cwd=tempfile.gettempdir(), check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"`import {modules}` failed in a subprocess:\n{out.stderr}")
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+# ---- cases -------------------------------------------------------------------------------
+class Case(namedtuple("Case", "fn args warmup info reset", defaults=(None,))):
+    """fn(*args) is the timed work; warmup() (or None: one call of fn) runs once before
+    timing; info holds what the figures need (rows, flop counts, ...); reset() (or None),
+    run untimed before every timed repeat, puts a training case back to its initial
+    weights and optimizer state, so that every repeat times the same work."""
+
+    def __call__(self):
+        return self.fn(*self.args)
+
+
+def _case(fn, *args, warmup=None, reset=None, **info):
+    return Case(fn, args, warmup, info, reset)
+
+
+# Why training cases reset: trained on and on (W2's random labels in particular), RMSprop's
+# velocity of units whose gradient stopped decays geometrically into float32 subnormals, and
+# arithmetic on subnormals is ~100x slower on x86: the same epoch then takes 2-6x longer
+# for fastnn and NumPy alike, and the figures depend on how long the process has trained.
+
+def _fastnn_reset(model):
+    """Restores the model's current weights and a zero optimizer state."""
+    initial = model.get_weights()
+
+    def reset():
+        model.set_weights(initial)
+        state = getattr(model, "_opt_state", None)
+        if state is not None and hasattr(state, "slot1"):  # in place: no re-planning
+            state.slot1[...] = 0
+            state.slot2[...] = 0
+            state.iterations = 0
+        else:
+            model.compile(loss=model.loss, optimizer=type(model.optimizer)())
+    return reset
+
+
+def _numpy_reset(net):
+    initial = net.params.copy()
+
+    def reset():
+        net.set_flat_params(initial)
+        net._v[...] = 0
+    return reset
+
+
+def _torch_reset(net, opt):
+    torch = _torch()
+    initial = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    def reset():
+        with torch.no_grad():
+            net.load_state_dict(initial)
+        opt.state.clear()
+    return reset
+
+
+def _w1_step(impl, quick):
+    x_train, y_train = housing()[:2]
+    xb, yb = x_train[:W1_BATCH].copy(), y_train[:W1_BATCH].copy()
+    model = article_model()
+    if impl == "fastnn":
+        return _case(functools.partial(model.fit, xb, yb, epochs=1, batch_size=W1_BATCH,
+                                       verbose=0, shuffle=False))
+    if impl == "numpy":
+        net = numpy_twin(model, W1_SIZES, W1_ACTS)
+        return _case(net.train_step, xb, yb.reshape(-1, 1))
+    if impl == "torch":
+        torch = _torch()
+        step, _ = _torch_trainer(torch_twin(model, W1_SIZES), "mse")
+        return _case(step, torch.from_numpy(xb), torch.from_numpy(yb.reshape(-1, 1)))
+    raise ValueError(f"W1a has no implementation {impl!r}")
+
+
+def _w1_fit(impl, quick):
+    x_train, y_train = housing()[:2]
+    model = article_model()
+    steps = W1_EPOCHS * steps_per_epoch(x_train.shape[0], W1_BATCH)
+    if impl == "fastnn":
+        return _case(functools.partial(model.fit, x_train, y_train, epochs=W1_EPOCHS,
+                                       batch_size=W1_BATCH, verbose=0),
+                     reset=_fastnn_reset(model), steps=steps)
+    if impl == "numpy":
+        net = numpy_twin(model, W1_SIZES, W1_ACTS)
+        return _case(functools.partial(net.fit, x_train, y_train, W1_EPOCHS,
+                                       batch_size=W1_BATCH), reset=_numpy_reset(net),
+                     steps=steps)
+    if impl == "torch":
+        torch = _torch()
+        net = torch_twin(model, W1_SIZES)
+        step, fit = _torch_trainer(net, "mse")
+        # copies: the shared housing arrays are read-only, which torch warns about
+        return _case(fit, torch.from_numpy(x_train.copy()),
+                     torch.from_numpy(y_train.reshape(-1, 1).copy()),
+                     W1_EPOCHS, W1_BATCH, reset=_torch_reset(net, step.optimizer),
+                     steps=steps)
+    raise ValueError(f"W1b has no implementation {impl!r}")
+
+
+def _w2_train(impl, quick):
+    rows = w2_rows(quick)
+    x, y = synthetic(rows)
+    model = wide_model()
+    warm = slice(0, 4 * W2_BATCH)  # builds buffers/plans for batch 128 without a full epoch
+    flop = 6.0 * n_weights(W2_SIZES) * rows
+    if impl == "fastnn":
+        fit = functools.partial(model.fit, x, y, epochs=1, batch_size=W2_BATCH, verbose=0)
+        warmup = functools.partial(model.fit, x[warm], y[warm], epochs=1,
+                                   batch_size=W2_BATCH, verbose=0)
+        return _case(fit, warmup=warmup, reset=_fastnn_reset(model), rows=rows, flop=flop)
+    if impl == "numpy":
+        net = numpy_twin(model, W2_SIZES, W2_ACTS, loss="softmax_crossentropy")
+        fit = functools.partial(net.fit, x, y, 1, batch_size=W2_BATCH)
+        warmup = functools.partial(net.fit, x[warm], y[warm], 1, batch_size=W2_BATCH)
+        return _case(fit, warmup=warmup, reset=_numpy_reset(net), rows=rows, flop=flop)
+    if impl == "torch":
+        torch = _torch()
+        net = torch_twin(model, W2_SIZES)
+        step, fit = _torch_trainer(net, "cce")
+        xt, yt = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
+        return _case(fit, xt, yt, 1, W2_BATCH,
+                     warmup=functools.partial(fit, xt[warm], yt[warm], 1, W2_BATCH),
+                     reset=_torch_reset(net, step.optimizer), rows=rows, flop=flop)
+    raise ValueError(f"W2 has no implementation {impl!r}")
+
+
+def _w3_predict1(impl, quick):
+    x_test = housing()[2]
+    x1 = x_test[:1].copy()  # (1, 13) float32, C-contiguous, writable
+    model = article_model()
+    if impl == "fastnn":
+        model.predict(x1)  # the first call builds the predict plan
+        return _case(model.predict, x1)
+    if impl == "numpy":
+        net = numpy_twin(model, W1_SIZES, W1_ACTS)
+        return _case(net.predict, x1)
+    if impl == "torch":
+        torch = _torch()
+        net = torch_twin(model, W1_SIZES).eval()
+
+        def predict(x):
+            with torch.inference_mode():
+                return net(torch.from_numpy(x)).numpy()
+        return _case(predict, x1)
+    raise ValueError(f"W3 has no implementation {impl!r}")
+
+
+def _w4_predict(impl, quick):
+    rows = w2_rows(quick)
+    x, _ = synthetic(rows)
+    model = wide_model()
+    warm = x[:2 * W4_BATCH]
+    if impl == "fastnn":
+        return _case(model.predict, x, warmup=functools.partial(model.predict, warm),
+                     rows=rows)
+    if impl == "numpy":
+        net = numpy_twin(model, W2_SIZES, W2_ACTS, loss="softmax_crossentropy")
+        out = np.empty((rows, W2_SIZES[-1]), _F32)
+        return _case(numpy_predict_batched, net, x, W4_BATCH, out,
+                     warmup=functools.partial(numpy_predict_batched, net, warm, W4_BATCH,
+                                              out[:warm.shape[0]]), rows=rows)
+    if impl == "torch":
+        torch = _torch()
+        net = torch_twin(model, W2_SIZES).eval()
+        xt = torch.from_numpy(x.copy())
+        out = torch.empty((rows, W2_SIZES[-1]))
+
+        def predict(xt, out):
+            with torch.no_grad():
+                for start in range(0, xt.shape[0], W4_BATCH):
+                    out[start:start + W4_BATCH] = net(xt[start:start + W4_BATCH])
+            return out
+        return _case(predict, xt, out, warmup=functools.partial(predict, xt[:2 * W4_BATCH],
+                                                                out[:2 * W4_BATCH]),
+                     rows=rows)
+    raise ValueError(f"W4 has no implementation {impl!r}")
+
+
+def _w5_arrays(n):
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal(n, dtype=_F32)
+    g = rng.standard_normal(n, dtype=_F32) * _F32(0.01)
+    return w, g
+
+
+def _w5_rmsprop(impl, quick):
+    n = W5_PARAMS
+    if impl == "copyto":  # the bandwidth reference: 100 MB copied, counted twice
+        src = np.random.default_rng(6).random(COPY_FLOATS, dtype=_F32)
+        dst = np.empty_like(src)
+        return _case(np.copyto, dst, src, bytes=2 * src.nbytes)
+    w, g = _w5_arrays(n)
+    counted = 5 * 4 * n  # read w, g, v; write w, v
+    if impl == "fastnn":
+        from fastnn import _engine
+        state = _engine.OptimizerState("rmsprop", n, learning_rate=1e-3)
+        return _case(state.step, w, g, bytes=counted)
+    if impl == "numpy":
+        v, t = np.zeros(n, _F32), np.empty(n, _F32)
+        return _case(numpy_rmsprop, w, g, v, t, bytes=counted)
+    if impl == "torch":
+        torch = _torch()
+        p = torch.nn.Parameter(torch.from_numpy(w))
+        p.grad = torch.from_numpy(g)
+        opt = torch.optim.RMSprop([p], lr=1e-3, alpha=0.9, eps=1e-7)
+        return _case(opt.step, bytes=counted)
+    raise ValueError(f"W5 has no implementation {impl!r}")
+
+
+_W6_IMPORTS = {"fastnn": "numpy, fastnn", "numpy": "numpy", "torch": "numpy, torch"}
+
+
+def _w6_import(impl, quick):
+    if impl not in _W6_IMPORTS:
+        raise ValueError(f"W6 has no implementation {impl!r}")
+    modules = _W6_IMPORTS[impl]
+    return _case(import_seconds, modules, modules=modules)
+
+
+def _l512(impl, quick):
+    rng = np.random.default_rng(512)
+    x = rng.standard_normal((L_BATCH, L_WIDTH), dtype=_F32)
+    dy = rng.standard_normal((L_BATCH, L_WIDTH), dtype=_F32)
+    from fastnn._baseline import NumpyDense
+    layer = NumpyDense(L_BATCH, L_WIDTH, L_WIDTH, seed=0)
+    layer.b[...] = rng.standard_normal(L_WIDTH, dtype=_F32) * _F32(0.1)
+    w, b = layer.W, layer.b
+    flop = 3 * 2.0 * L_BATCH * L_WIDTH * L_WIDTH
+    if impl in ("fastnn", "fastnn-blas", "fastnn-portable"):
+        from fastnn import _blas, _engine
+        use_blas = impl != "fastnn-portable"
+        if use_blas and not _blas.available():
+            raise RuntimeError("no BLAS sgemm registered (fastnn._blas.available() is False)")
+
+        def step(x, w, b, dy):
+            y = _engine.dense_forward(x, w, b, "relu", use_blas=use_blas)
+            return (y,) + _engine.dense_backward(x, w, y, dy, "relu", True, use_blas=use_blas)
+        return _case(step, x, w, b, dy, flop=flop)
+    if impl == "numpy":
+        return _case(layer.step, x, dy, flop=flop)
+    if impl == "torch":
+        torch = _torch()
+        xt = torch.from_numpy(x).requires_grad_(True)
+        wt = torch.from_numpy(w.copy()).requires_grad_(True)
+        bt = torch.from_numpy(b.copy()).requires_grad_(True)
+        dyt = torch.from_numpy(dy)
+
+        def step(xt, wt, bt, dyt):
+            y = torch.relu(torch.addmm(bt, xt, wt))
+            return torch.autograd.grad(y, (xt, wt, bt), dyt)
+        return _case(step, xt, wt, bt, dyt, flop=flop)
+    raise ValueError(f"L512 has no implementation {impl!r}")
+
+
+_BUILDERS = {"W1a": _w1_step, "W1b": _w1_fit, "W2": _w2_train, "W3": _w3_predict1,
+             "W4": _w4_predict, "W5": _w5_rmsprop, "W6": _w6_import, "L512": _l512}
+
+
+def case(workload, impl, quick=None):
+    """The ready-to-time Case of `workload` ("W1a", "W1b", "W2", "W3", "W4", "W5", "W6",
+    "L512") for `impl` ("fastnn", "numpy", "torch"; W5 also "copyto"; L512 also
+    "fastnn-blas" and "fastnn-portable")."""
+    if workload not in _BUILDERS:
+        raise ValueError(f"unknown workload {workload!r}; valid: {sorted(_BUILDERS)}")
+    if impl == "torch" and not have_torch():
+        raise RuntimeError("PyTorch is not importable")
+    return _BUILDERS[workload](impl, quick)
+
+
+# ---- timing ----------------------------------------------------------------------------
+def _timer(c):
+    names = [f"a{i}" for i in range(len(c.args))]
+    return timeit.Timer(f"f({', '.join(names)})", globals={"f": c.fn, **dict(zip(names, c.args))})
+
+
+def _timed_run(c, timer, number):
+    if c.reset is not None:
+        c.reset()
+    return timer.timeit(number)
+
+
+def _warm_and_calibrate(c, timer, number, min_time):
+    if c.warmup is not None:
+        c.warmup()
+    else:
+        c.fn(*c.args)
+    if number is not None:
+        return number
+    number = 1
+    while True:
+        t = _timed_run(c, timer, number)
+        if t >= min_time or number >= 1 << 24:
+            return number
+        number = max(number * 2, int(number * min_time / max(t, 1e-9) * 1.1))
+
+
+def time_case(c, repeat=7, number=None, min_time=0.1):
+    """Median seconds per call of c.fn(*c.args) over `repeat` timeit repeats of `number`
+    calls (number chosen so that one repeat takes >= min_time when None). Runs the warm-up
+    (or one call) first, and c.reset() (untimed) before each repeat. The loop is timeit's,
+    with the arguments bound as globals, so a sub-microsecond call is not swamped by the
+    timer."""
+    return time_cases({"case": c}, repeat, number, min_time)["case"]
+
+
+def time_cases(cases, repeat=7, number=None, min_time=0.1):
+    """time_case for several cases ({name: Case}) with their repeats interleaved
+    (round-robin), so that a burst of machine noise hits every implementation alike.
+    Returns {name: median seconds per call}."""
+    timers = {k: _timer(c) for k, c in cases.items()}
+    numbers = {k: _warm_and_calibrate(c, timers[k], number, min_time) for k, c in cases.items()}
+    samples = {k: [] for k in cases}
+    for _ in range(repeat):
+        for k, timer in timers.items():
+            samples[k].append(_timed_run(cases[k], timer, numbers[k]) / numbers[k])
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def _timed(workload, quick, impls=None, **kw):
+    """{impl: median seconds per call} for the workload's implementations, interleaved.
+
+    torch, optional, is timed after the others, and a failure there (an old or odd torch
+    build) only drops its figure, with a message on stderr."""
+    impls = implementations() if impls is None else tuple(impls)
+    main = [impl for impl in impls if impl != "torch"]
+    secs = time_cases({impl: case(workload, impl, quick) for impl in main}, **kw)
+    if "torch" in impls:
+        try:
+            secs["torch"] = time_case(case(workload, "torch", quick), **kw)
+        except Exception as e:  # noqa: BLE001 - optional column: report and go on
+            print(f"fastnn.benchmarks: {workload} torch case failed: {type(e).__name__}: {e}",
+                  file=sys.stderr)
+    return secs
+
+
+# ---- workloads: figures and table rows --------------------------------------------------
+def _row(workload, measure, unit, fastnn, numpy, ratio=None, target=None, met=None,
+         torch=None, note=""):
+    return {"workload": workload, "measure": measure, "unit": unit, "fastnn": fastnn,
+            "numpy": numpy, "torch": torch, "ratio": ratio, "target": target, "met": met,
+            "note": note}
+
+
+def _speedup(baseline_seconds, seconds):
+    return baseline_seconds / seconds if seconds > 0 else float("inf")
+
+
+def run_w1(quick=None):
+    """W1: the article model. (a) one training step; (b) the 100-epoch fit."""
+    quick = is_quick(quick)
+    rep = 5 if quick else 7
+    step = _timed("W1a", quick, repeat=rep, min_time=0.05 if quick else 0.1)
+    fit = _timed("W1b", quick, repeat=3 if quick else 7, number=1)
+    steps = W1_EPOCHS * steps_per_epoch(housing()[0].shape[0], W1_BATCH)
+    per_step = {k: v / steps for k, v in fit.items()}
+    fit_ratio = _speedup(fit["numpy"], fit["fastnn"])
+    t = fit.get("torch")
+    rows = [
+        _row("W1a", "train step, batch 32 (us)", "us", step["fastnn"] * 1e6,
+             step["numpy"] * 1e6, _speedup(step["numpy"], step["fastnn"]),
+             torch=step["torch"] * 1e6 if "torch" in step else None,
+             note="fastnn: 1-epoch fit of 32 rows (includes fit's Python overhead)"),
+        _row("W1a", "step within 100-ep fit (us)", "us", per_step["fastnn"] * 1e6,
+             per_step["numpy"] * 1e6, _speedup(per_step["numpy"], per_step["fastnn"]),
+             f"<= {TARGET_W1_STEP_US:g} us", per_step["fastnn"] * 1e6 <= TARGET_W1_STEP_US,
+             torch=t / steps * 1e6 if t else None, note=f"fit time / {steps} steps"),
+        _row("W1b", "fit 100 epochs (ms)", "ms", fit["fastnn"] * 1e3, fit["numpy"] * 1e3,
+             fit_ratio, f">= {TARGET_W1_FIT_RATIO:g}x", fit_ratio >= TARGET_W1_FIT_RATIO,
+             torch=t * 1e3 if t else None),
+        _row("W1b", "fit 100 epochs, 0.1 target", "ms", fit["fastnn"] * 1e3,
+             fit["numpy"] * 1e3, fit_ratio, f">= {TARGET_W1_FIT_RATIO_01:g}x",
+             fit_ratio >= TARGET_W1_FIT_RATIO_01, torch=t * 1e3 if t else None),
+    ]
+    return {"workload": "W1", "title": "article model 13-10-10-1, RMSprop, batch 32",
+            "step_seconds": step, "fit_seconds": fit, "per_step_seconds": per_step,
+            "steps": steps, "ratio": fit_ratio,
+            "target": f"fit >= {TARGET_W1_FIT_RATIO:g}x and <= {TARGET_W1_STEP_US:g} us/step",
+            "met": rows[1]["met"] and rows[2]["met"], "rows": rows}
+
+
+def run_w2(quick=None):
+    """W2: one epoch of the wide MLP, in GFLOP/s, against NumPy and NumPy's SGEMM rate."""
+    from fastnn._baseline import sgemm_gflops
+    quick = is_quick(quick)
+    rows_n = w2_rows(quick)
+    flop = 6.0 * n_weights(W2_SIZES) * rows_n
+    secs = _timed("W2", quick, repeat=3, number=1)
+    sgemm = sgemm_gflops(SGEMM_N, repeats=10)
+    gflops = {k: flop / v / 1e9 for k, v in secs.items()}
+    ratio = gflops["fastnn"] / gflops["numpy"]
+    frac = gflops["fastnn"] / sgemm
+    rows = [
+        _row("W2", f"train 1 epoch, {rows_n} rows (GFLOP/s)", "GFLOP/s", gflops["fastnn"],
+             gflops["numpy"], ratio, torch=gflops.get("torch")),
+        _row("W2", f"GFLOP/s vs NumPy SGEMM n={SGEMM_N}", "GFLOP/s", gflops["fastnn"], sgemm,
+             frac, f">= {TARGET_W2_SGEMM_FRACTION:.2f}x", frac >= TARGET_W2_SGEMM_FRACTION,
+             torch=gflops.get("torch"), note="NumPy column: np.matmul n=1024 rate"),
+    ]
+    return {"workload": "W2", "title": "784-512-512-10 MLP, softmax CE, RMSprop, batch 128",
+            "rows_trained": rows_n, "flop": flop, "seconds": secs, "gflops": gflops,
+            "sgemm_gflops": sgemm, "ratio": ratio, "sgemm_fraction": frac,
+            "target": f">= {TARGET_W2_SGEMM_FRACTION:.0%} of NumPy SGEMM",
+            "met": frac >= TARGET_W2_SGEMM_FRACTION, "rows": rows}
+
+
+def run_w3(quick=None):
+    """W3: single-sample predict latency of the article model (median per call)."""
+    quick = is_quick(quick)
+    number = 2000 if quick else 20000
+    secs = _timed("W3", quick, repeat=7, number=number)
+    us = {k: v * 1e6 for k, v in secs.items()}
+    ratio = _speedup(secs["numpy"], secs["fastnn"])
+    met = us["fastnn"] <= TARGET_W3_US
+    rows = [_row("W3", "predict 1 row (us)", "us", us["fastnn"], us["numpy"], ratio,
+                 f"<= {TARGET_W3_US:g} us", met, torch=us.get("torch"))]
+    return {"workload": "W3", "title": "single-sample predict, article model",
+            "calls_per_repeat": number, "seconds": secs, "ratio": ratio,
+            "target": f"<= {TARGET_W3_US:g} us", "met": met, "rows": rows}
+
+
+def run_w4(quick=None):
+    """W4: predict throughput of the wide MLP (NumPy: forward in batches of 1024)."""
+    quick = is_quick(quick)
+    n = w2_rows(quick)
+    secs = _timed("W4", quick, repeat=3 if quick else 5, number=1)
+    rate = {k: n / v for k, v in secs.items()}
+    ratio = rate["fastnn"] / rate["numpy"]
+    met = ratio >= TARGET_W4_RATIO
+    rows = [_row("W4", f"predict {n} rows (k samples/s)", "ksamples/s", rate["fastnn"] / 1e3,
+                 rate["numpy"] / 1e3, ratio, f">= {TARGET_W4_RATIO:g}x", met,
+                 torch=rate["torch"] / 1e3 if "torch" in rate else None)]
+    return {"workload": "W4", "title": "predict, 784-512-512-10 MLP", "rows_predicted": n,
+            "seconds": secs, "samples_per_second": rate, "ratio": ratio,
+            "target": ">= NumPy", "met": met, "rows": rows}
+
+
+def run_w5(quick=None):
+    """W5: RMSprop over 10M parameters in GB/s, against np.copyto and a NumPy update."""
+    quick = is_quick(quick)
+    impls = implementations() + ("copyto",)
+    kw = dict(repeat=5 if quick else 7, min_time=0.05 if quick else 0.1)
+    secs = _timed("W5", quick, impls, **kw)  # ~600 MB of arrays at once
+    counted = {impl: (2 * COPY_FLOATS * 4 if impl == "copyto" else 20 * W5_PARAMS)
+               for impl in impls}
+    gbs = {k: counted[k] / v / 1e9 for k, v in secs.items()}
+    frac = gbs["fastnn"] / gbs["copyto"]
+    ratio = gbs["fastnn"] / gbs["numpy"]
+    met = frac >= TARGET_W5_COPY_FRACTION
+    rows = [
+        _row("W5", "RMSprop 10M params (GB/s)", "GB/s", gbs["fastnn"], gbs["numpy"], ratio,
+             torch=gbs.get("torch"), note="20 bytes counted per parameter"),
+        _row("W5", "RMSprop GB/s vs np.copyto 100MB", "GB/s", gbs["fastnn"], gbs["copyto"],
+             frac, f">= {TARGET_W5_COPY_FRACTION:.2f}x", met, torch=gbs.get("torch"),
+             note="NumPy column: np.copyto, counted as 2x size"),
+    ]
+    return {"workload": "W5", "title": "RMSprop update, 10M parameters", "seconds": secs,
+            "gb_per_second": gbs, "copy_fraction": frac, "ratio": ratio,
+            "target": f">= {TARGET_W5_COPY_FRACTION:.0%} of np.copyto", "met": met,
+            "rows": rows}
+
+
+def run_w6(quick=None):
+    """W6: `import fastnn` over `import numpy`, timed inside fresh interpreters."""
+    quick = is_quick(quick)
+    runs = 5 if quick else 11
+    impls = []
+    for impl in implementations():  # warm the OS file cache and the .pyc files
+        try:
+            import_seconds(_W6_IMPORTS[impl])
+            impls.append(impl)
+        except RuntimeError as e:
+            if impl != "torch":
+                raise
+            print(f"fastnn.benchmarks: W6 torch: {e}", file=sys.stderr)
+    samples = {impl: [] for impl in impls}
+    for i in range(runs):  # interleaved, so that drift hits every variant alike
+        for impl in impls:
+            if impl != "torch" or i < 3:  # torch takes seconds to import: 3 runs
+                samples[impl].append(import_seconds(_W6_IMPORTS[impl]))
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    extra = med["fastnn"] - med["numpy"]
+    torch_extra = med["torch"] - med["numpy"] if "torch" in med else None
+    met = extra <= TARGET_W6_SECONDS
+    rows = [_row("W6", "import time over numpy (s)", "s", extra, med["numpy"], None,
+                 f"<= {TARGET_W6_SECONDS:g} s", met, torch=torch_extra,
+                 note="NumPy column: `import numpy` itself")]
+    return {"workload": "W6", "title": "import fastnn", "median_seconds": med,
+            "samples": samples, "extra_seconds": extra, "ratio": None,
+            "target": f"<= {TARGET_W6_SECONDS:g} s over numpy", "met": met, "rows": rows}
+
+
+def run_l512(quick=None):
+    """0.1 workload: forward+backward of one 512->512 Dense+ReLU at batch 128."""
+    from fastnn import _blas
+    quick = is_quick(quick)
+    kw = dict(repeat=5 if quick else 7, min_time=0.05 if quick else 0.1)
+    impls = (["fastnn-blas"] if _blas.available() else []) + ["fastnn-portable", "numpy"]
+    if have_torch():
+        impls.append("torch")
+    secs = _timed("L512", quick, impls, **kw)
+    flop = 3 * 2.0 * L_BATCH * L_WIDTH * L_WIDTH
+    rows = []
+    for impl, label in (("fastnn-blas", "BLAS"), ("fastnn-portable", "portable")):
+        if impl not in secs:
+            continue
+        ratio = _speedup(secs["numpy"], secs[impl])
+        is_target = impl == "fastnn-blas"
+        rows.append(_row("L512", f"512x512 dense fwd+bwd, {label} (us)", "us",
+                         secs[impl] * 1e6, secs["numpy"] * 1e6, ratio,
+                         f">= {TARGET_L512_RATIO:g}x" if is_target else None,
+                         ratio >= TARGET_L512_RATIO if is_target else None,
+                         torch=secs["torch"] * 1e6 if "torch" in secs else None))
+    main = rows[0]
+    return {"workload": "L512", "title": "one 512->512 Dense+ReLU, fwd+bwd, batch 128",
+            "seconds": secs, "gflops": {k: flop / v / 1e9 for k, v in secs.items()},
+            "blas": "fastnn-blas" in secs, "ratio": main["ratio"],
+            "target": "no slower than NumPy (BLAS path)", "met": main["met"], "rows": rows}
+
+
+WORKLOADS = {"W1": run_w1, "W2": run_w2, "W3": run_w3, "W4": run_w4, "W5": run_w5,
+             "W6": run_w6, "L512": run_l512}
+
+
+def run_workload(name, quick=None):
+    if name not in WORKLOADS:
+        raise ValueError(f"unknown workload {name!r}; valid: {list(WORKLOADS)}")
+    return WORKLOADS[name](quick)
+
+
+def run_all(quick=None, only=None, progress=None):
+    """Runs the workloads (all, or the names in `only`) in order; returns their dicts.
+    progress(name) is called before each one."""
+    results = []
+    for name in (only or WORKLOADS):
+        if progress is not None:
+            progress(name)
+        t0 = time.perf_counter()
+        result = run_workload(name, quick)
+        result["wall_seconds"] = time.perf_counter() - t0
+        results.append(result)
+    return results
