@@ -25,6 +25,13 @@ static int narrow(int64_t n_out, int64_t ldy, const float *scratch)
     return scratch && n_out <= P && ldy >= P;
 }
 
+/* one unit over rows of at most 16 inputs stored >= 16 apart: the dot kernels */
+static int single(int64_t n_in, int64_t n_out, int64_t ldx, int64_t ldy, const float *scratch)
+{
+    return fnn_narrow.single_forward && narrow(n_out, ldy, scratch) && n_out == 1 && n_in <= P &&
+           ldx >= P;
+}
+
 size_t fnn_dense_scratch(int64_t n_in, int64_t n_out)
 {
     const int64_t in_pad = (n_in + P - 1) / P * P;
@@ -36,7 +43,9 @@ void fnn_dense_forward(const float *x, int64_t ldx, const float *w, const float 
                        int64_t ldy, int64_t n, int64_t n_in, int64_t n_out, int act,
                        fnn_sgemm_fn gemm, float *scratch)
 {
-    if (narrow(n_out, ldy, scratch)) {
+    if (single(n_in, n_out, ldx, ldy, scratch)) {
+        fnn_narrow.single_forward(x, ldx, w, b, y, ldy, n, n_in);
+    } else if (narrow(n_out, ldy, scratch)) {
         float *wp = scratch, *bp = scratch + n_in * P;
         fnn_narrow.pack(w, b, wp, bp, n_in, n_out);
         fnn_narrow.forward(x, ldx, wp, bp, y, ldy, n, n_in);
@@ -65,6 +74,10 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
 {
     if (n > 0) /* gy := dL/dz, over the rows and the padding between them */
         fnn_act_backward(act, y, gy, (size_t)((n - 1) * ldy + n_out));
+    if (single(n_in, n_out, ldx, ldy, scratch) && (!gx || ldgx >= P)) {
+        fnn_narrow.single_backward(x, ldx, w, gy, ldy, gx, ldgx, gw, gb, n, n_in);
+        return;
+    }
     if (narrow(n_out, ldy, scratch)) {
         fnn_narrow.weight_grad(x, ldx, gy, ldy, gw, gb, n, n_in, n_out); /* and db */
         if (!gx) return;

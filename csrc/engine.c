@@ -18,15 +18,11 @@ static uint64_t splitmix64(uint64_t *s)
 FNN_CLONES
 int fnn_all_finite(const float *x, size_t n)
 {
-    /* x*0 is 0 for finite x and NaN for NaN or Inf; eight lanes so it vectorises */
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) acc[l] += x[i + l] * 0.0f;
-    for (; i < n; i++) acc[0] += x[i] * 0.0f;
-    float s = 0.0f;
-    for (int l = 0; l < 8; l++) s += acc[l];
-    return s == 0.0f;
+    /* x - x is 0 for finite x and NaN for NaN or Inf; OR-ing the comparisons is an
+     * integer reduction, so it vectorises without reassociating float sums */
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= !(x[i] - x[i] == 0.0f);
+    return !bad;
 }
 
 void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)
@@ -127,8 +123,18 @@ static void gather(float *dst, const float *src, const int64_t *perm, int64_t st
         memcpy(dst, src + start * w, (size_t)(rows * w) * sizeof(float));
         return;
     }
-    for (int64_t r = 0; r < rows; r++)
-        memcpy(dst + r * w, src + perm[start + r] * w, (size_t)w * sizeof(float));
+    if (w > 32) {
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(dst + r * w, src + perm[start + r] * w, (size_t)w * sizeof(float));
+        return;
+    }
+    /* short rows (the article's 13 features, 1 target): a call to memcpy per row
+     * costs more than the copy */
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = src + perm[start + r] * w;
+        float *d = dst + r * w;
+        for (int64_t c = 0; c < w; c++) d[c] = s[c];
+    }
 }
 
 void fnn_net_predict(const fnn_net *net, const float *x, int64_t n, float *out)

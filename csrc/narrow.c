@@ -319,22 +319,90 @@ AVX2 static void input_grad_avx2(const float *dz, int64_t ldz, const float *wt, 
         _mm256_storeu_ps(gx + i * ldgx + 8, a1);
     }
 }
+/* A single unit over at most 16 inputs whose rows are >= 16 floats apart: the
+ * inputs sit in the lanes (W masked to its n_in weights, since padding columns
+ * of X need not be zero), one horizontal sum per row forward, and backward a
+ * scaled copy of W per row for dX and a sum of scaled rows for dW. */
+AVX2 static float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static void single_forward_avx2(const float *x, int64_t ldx, const float *w, const float *b,
+                                     float *y, int64_t ldy, int64_t n, int64_t n_in)
+{
+    const __m256 w0 = _mm256_maskload_ps(w, lane_mask(n_in));
+    const __m256 w1 = _mm256_maskload_ps(w + 8, lane_mask(n_in - 8));
+    const float bias = b ? b[0] : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        const float *xi = x + i * ldx;
+        const __m256 p = _mm256_fmadd_ps(_mm256_loadu_ps(xi), w0,
+                                         _mm256_mul_ps(_mm256_loadu_ps(xi + 8), w1));
+        y[i * ldy] = bias + hsum(p);
+    }
+}
+
+AVX2 static void single_backward_avx2(const float *x, int64_t ldx, const float *w,
+                                      const float *dz, int64_t ldz, float *gx, int64_t ldgx,
+                                      float *gw, float *gb, int64_t n, int64_t n_in)
+{
+    const __m256i m0 = lane_mask(n_in), m1 = lane_mask(n_in - 8);
+    const __m256 w0 = _mm256_maskload_ps(w, m0), w1 = _mm256_maskload_ps(w + 8, m1);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, c0 = a0, c1 = a0;
+    float bias = 0.0f;
+    int64_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        const float d = dz[i * ldz], e = dz[(i + 1) * ldz];
+        const __m256 vd = _mm256_set1_ps(d), ve = _mm256_set1_ps(e);
+        const float *xi = x + i * ldx;
+        a0 = _mm256_fmadd_ps(vd, _mm256_loadu_ps(xi), a0);
+        a1 = _mm256_fmadd_ps(vd, _mm256_loadu_ps(xi + 8), a1);
+        c0 = _mm256_fmadd_ps(ve, _mm256_loadu_ps(xi + ldx), c0);
+        c1 = _mm256_fmadd_ps(ve, _mm256_loadu_ps(xi + ldx + 8), c1);
+        bias += d + e;
+        if (gx) {
+            float *g = gx + i * ldgx;
+            _mm256_storeu_ps(g, _mm256_mul_ps(vd, w0));
+            _mm256_storeu_ps(g + 8, _mm256_mul_ps(vd, w1));
+            _mm256_storeu_ps(g + ldgx, _mm256_mul_ps(ve, w0));
+            _mm256_storeu_ps(g + ldgx + 8, _mm256_mul_ps(ve, w1));
+        }
+    }
+    for (; i < n; i++) {
+        const float d = dz[i * ldz];
+        const __m256 vd = _mm256_set1_ps(d);
+        a0 = _mm256_fmadd_ps(vd, _mm256_loadu_ps(x + i * ldx), a0);
+        a1 = _mm256_fmadd_ps(vd, _mm256_loadu_ps(x + i * ldx + 8), a1);
+        bias += d;
+        if (gx) {
+            _mm256_storeu_ps(gx + i * ldgx, _mm256_mul_ps(vd, w0));
+            _mm256_storeu_ps(gx + i * ldgx + 8, _mm256_mul_ps(vd, w1));
+        }
+    }
+    _mm256_maskstore_ps(gw, m0, _mm256_add_ps(a0, c0)); /* gw is (n_in x 1): packed */
+    _mm256_maskstore_ps(gw + 8, m1, _mm256_add_ps(a1, c1));
+    if (gb) gb[0] = bias;
+}
 #endif
 
 /* ---- dispatch ---------------------------------------------------------------------- */
 fnn_narrow_kernels fnn_narrow = {pack_base, forward_base, weight_grad_base, input_grad_base,
-                                 "baseline"};
+                                 NULL, NULL, "baseline"};
 
 const char *fnn_narrow_select(int allow_simd)
 {
     static const fnn_narrow_kernels base = {pack_base, forward_base, weight_grad_base,
-                                            input_grad_base, "baseline"};
+                                            input_grad_base, NULL, NULL, "baseline"};
     fnn_narrow = base;
 #if FNN_HAVE_X86_DISPATCH
     __builtin_cpu_init();
     if (allow_simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         static const fnn_narrow_kernels avx2 = {pack_avx2, forward_avx2, weight_grad_avx2,
-                                                input_grad_avx2, "avx2"};
+                                                input_grad_avx2, single_forward_avx2,
+                                                single_backward_avx2, "avx2"};
         fnn_narrow = avx2;
     }
 #else

@@ -24,6 +24,14 @@ typedef struct {
     /* gx[i, 0:16] = dz[i, 0:n_out] . wt ; wt = W^T zero-padded (n_out x 16) */
     void (*input_grad)(const float *dz, int64_t ldz, const float *wt, float *gx, int64_t ldgx,
                        int64_t n, int64_t n_out);
+    /* One unit (n_out == 1) over n_in <= 16 inputs whose rows are >= 16 apart (NULL
+     * when the set has none): y[i] = b + X[i, :] . w, and its backward (gx rows
+     * >= 16 apart, if gx; gb if gb). */
+    void (*single_forward)(const float *x, int64_t ldx, const float *w, const float *b,
+                           float *y, int64_t ldy, int64_t n, int64_t n_in);
+    void (*single_backward)(const float *x, int64_t ldx, const float *w, const float *dz,
+                            int64_t ldz, float *gx, int64_t ldgx, float *gw, float *gb,
+                            int64_t n, int64_t n_in);
     const char *name;
 } fnn_narrow_kernels;
 
