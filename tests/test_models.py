@@ -715,6 +715,16 @@ ARCHS = {
                               Dense(24, activation="tanh"), Dense(3)], "mse", 3),
     "wide-cce": (lambda: [Dense(18, input_shape=(13,), activation="tanh"), Dense(17)],
                  "sparse_categorical_crossentropy", 17),
+    # single-unit layers take the dot kernels when their input rows are padded (n_in <= 16);
+    # sigmoid makes the padding lanes 0.5, which the kernels must mask out
+    "single-unit-sigmoid-3": (lambda: [Dense(3, input_shape=(13,), activation="sigmoid"),
+                                       Dense(1)], "mse", 1),
+    "single-unit-16": (lambda: [Dense(16, input_shape=(13,), activation="tanh"),
+                                Dense(1, activation="sigmoid")], "mse", 1),
+    "single-unit-17": (lambda: [Dense(17, input_shape=(13,), activation="tanh"), Dense(1)],
+                       "mse", 1),
+    "single-unit-first": (lambda: [Dense(1, input_shape=(13,)), Dense(4, activation="tanh"),
+                                   Dense(1)], "mse", 1),
 }
 
 
