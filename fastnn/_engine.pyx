@@ -10,7 +10,8 @@ reading PyArray_DATA a few ns (DESIGN.md, "Kernel strategy").
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t, intptr_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
+from libc.string cimport memset
 
 from fastnn._cfastnn cimport *
 
@@ -34,8 +35,6 @@ LOSSES = {"mse": 0, "mae": 1, "sparse_softmax_crossentropy": 2}
 OPTIMIZERS = {"sgd": 0, "rmsprop": 1, "adam": 2}
 METRICS = {"mse": 0, "mae": 1, "accuracy": 2}
 MAX_METRICS = FNN_MAX_METRICS
-# Net.train reads fnn_totals as rows of float64: loss sum, metric sums, rows (int64)
-assert sizeof(fnn_totals) == 8 * (2 + FNN_MAX_METRICS)
 
 
 cdef inline float *fptr(cnp.ndarray a) noexcept nogil:
@@ -432,34 +431,46 @@ cdef class Net:
             fnn_net_predict(&self.net, fptr(x), n, fptr(out))
         return out
 
+    cdef int64_t *_perm_ptr(self, cnp.ndarray perm, int64_t n) except? NULL:
+        """Checks perm (None, or n int64 row indices in [0, n)) and returns its data."""
+        if perm is None:
+            return NULL
+        if cnp.PyArray_TYPE(perm) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(perm) \
+                or perm.ndim != 1 or perm.shape[0] != n:
+            raise ValueError(f"perm must be a contiguous int64 array of {n} indices")
+        cdef int64_t *p = <int64_t *>cnp.PyArray_DATA(perm)
+        cdef int64_t i
+        cdef bint bad = False
+        with nogil:
+            for i in range(n):
+                bad |= p[i] < 0 or p[i] >= n
+        if bad:
+            raise ValueError(f"perm holds indices outside [0, {n})")
+        return p
+
+    cdef int _check_train(self, cnp.ndarray x, cnp.ndarray y, OptimizerState opt,
+                          int batch) except -1:
+        self._check_x(x)
+        self._check_y(y, x.shape[0])
+        if batch <= 0 or batch > self.max_batch:
+            raise ValueError(f"batch must be in [1, {self.max_batch}], got {batch}")
+        if opt.slot1.shape[0] < self.net.n_params:
+            raise ValueError("optimizer state is smaller than the parameters")
+        return 0
+
     def train_epoch(self, cnp.ndarray x, cnp.ndarray y, OptimizerState opt, int batch,
                     cnp.ndarray perm=None, tuple metrics=()):
         """One epoch over (x, y) in the order of perm (int64 row indices, or None).
 
         Returns (loss_sum, metric_sums, rows, diverged): sums are weighted by batch rows.
         """
-        self._check_x(x)
+        self._check_train(x, y, opt, batch)
         cdef int64_t n = x.shape[0]
-        self._check_y(y, n)
-        if batch <= 0 or batch > self.max_batch:
-            raise ValueError(f"batch must be in [1, {self.max_batch}], got {batch}")
-        if opt.slot1.shape[0] < self.net.n_params:
-            raise ValueError("optimizer state is smaller than the parameters")
-        cdef int64_t *pp = NULL
-        if perm is not None:
-            if cnp.PyArray_TYPE(perm) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(perm) \
-                    or perm.ndim != 1 or perm.shape[0] != n:
-                raise ValueError(f"perm must be a contiguous int64 array of {n} indices")
-            if n and (perm.min() < 0 or perm.max() >= n):
-                raise ValueError("perm holds indices outside [0, n)")
-            pp = <int64_t *>cnp.PyArray_DATA(perm)
+        cdef int64_t *pp = self._perm_ptr(perm, n)
         cdef int mids[4]
         cdef int nm = self._metric_ids(metrics, mids)
         cdef fnn_totals tot
-        tot.loss_sum = 0
-        tot.rows = 0
-        for l in range(4):
-            tot.metric_sum[l] = 0
+        memset(&tot, 0, sizeof(tot))
         cdef int status
         with nogil:
             status = fnn_net_train_epoch(&self.net, &opt.opt, fptr(x), fptr(y), pp, n, batch,
@@ -470,36 +481,34 @@ cdef class Net:
               cnp.ndarray perm, uint64_t seed, bint shuffle, tuple metrics=()):
         """`epochs` epochs in one native call (shuffling perm before each when shuffle).
 
-        Returns (losses, metrics, seed): per-epoch mean loss (epochs run, fewer if the
-        loss diverged), an (epochs, n_metrics) array of per-epoch metric means, and the
+        Returns (losses, metrics, seed): the per-epoch mean losses (as many as epochs
+        ran: fewer if the loss diverged), per epoch a list of metric means, and the
         shuffle state to continue from.
         """
-        self._check_x(x)
-        cdef int64_t n = x.shape[0]
-        self._check_y(y, n)
-        if batch <= 0 or batch > self.max_batch:
-            raise ValueError(f"batch must be in [1, {self.max_batch}], got {batch}")
+        self._check_train(x, y, opt, batch)
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
-        if opt.slot1.shape[0] < self.net.n_params:
-            raise ValueError("optimizer state is smaller than the parameters")
-        if cnp.PyArray_TYPE(perm) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(perm) \
-                or perm.ndim != 1 or perm.shape[0] != n:
-            raise ValueError(f"perm must be a contiguous int64 array of {n} indices")
-        if perm.min() < 0 or perm.max() >= n:
-            raise ValueError("perm holds indices outside [0, n)")
+        cdef int64_t n = x.shape[0]
+        cdef int64_t *pp = self._perm_ptr(perm, n)
+        if pp == NULL:
+            raise ValueError("train needs perm (row indices)")
         cdef int mids[4]
         cdef int nm = self._metric_ids(metrics, mids)
-        totals = np.zeros((max(epochs, 1), 2 + FNN_MAX_METRICS), dtype=np.float64)
-        cdef fnn_totals *tp = <fnn_totals *>cnp.PyArray_DATA(totals)
+        cdef fnn_totals *tp = <fnn_totals *>calloc(max(epochs, 1), sizeof(fnn_totals))
+        if tp == NULL:
+            raise MemoryError()
         cdef uint64_t state = seed
-        cdef int done
-        with nogil:
-            done = fnn_net_train(&self.net, &opt.opt, fptr(x), fptr(y),
-                                 <int64_t *>cnp.PyArray_DATA(perm), &state if shuffle else NULL,
-                                 n, batch, epochs, mids, nm, tp)
-        rows = totals[:done, 1 + FNN_MAX_METRICS].view(np.int64).astype(np.float64)
-        return totals[:done, 0] / rows, totals[:done, 1:1 + nm] / rows[:, None], state
+        cdef int done, e, j
+        try:
+            with nogil:
+                done = fnn_net_train(&self.net, &opt.opt, fptr(x), fptr(y), pp,
+                                     &state if shuffle else NULL, n, batch, epochs, mids, nm, tp)
+            losses = [tp[e].loss_sum / tp[e].rows for e in range(done)]
+            metric_means = [[tp[e].metric_sum[j] / tp[e].rows for j in range(nm)]
+                            for e in range(done)]
+        finally:
+            free(tp)
+        return losses, metric_means, state
 
     def evaluate(self, cnp.ndarray x, cnp.ndarray y, int batch, tuple metrics=()):
         """(loss_sum, metric_sums, rows) over (x, y), weights unchanged."""

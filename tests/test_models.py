@@ -820,7 +820,7 @@ def test_engine_net_rejects_bad_specs():
     x, y = np.zeros((5, 2), np.float32), np.zeros((5, 3), np.float32)
     with pytest.raises(ValueError, match=r"batch must be in \[1, 4\], got 5"):
         net.train_epoch(x, y, opt, 5)
-    with pytest.raises(ValueError, match=r"perm holds indices outside \[0, n\)"):
+    with pytest.raises(ValueError, match=r"perm holds indices outside \[0, 5\)"):
         net.train_epoch(x, y, opt, 4, np.array([0, 1, 2, 3, 5], np.int64))
     with pytest.raises(ValueError, match=r"perm must be a contiguous int64 array of 5 indices"):
         net.train_epoch(x, y, opt, 4, np.arange(5, dtype=np.int32))
@@ -889,3 +889,27 @@ def test_layer_shared_by_two_models_stays_consistent(rng, ref):
         np.testing.assert_allclose(model.predict(x),
                                    ref.mlp_predict(model.get_weights(), ["linear"], x),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_train_on_batch_is_one_step_of_fit(rng):
+    x = rng.standard_normal((20, 13)).astype(np.float32)
+    y = rng.standard_normal(20).astype(np.float32)
+    models = []
+    for _ in range(2):
+        utils.set_random_seed(3)
+        m = Sequential([Dense(10, input_shape=(13,), activation="relu"), Dense(1)])
+        m.compile(optimizer="rmsprop", loss="mse", metrics=["mae"])
+        models.append(m)
+    a, b = models
+    loss, mae = a.train_on_batch(x, y)
+    hist = b.fit(x, y, batch_size=20, epochs=1, shuffle=False, verbose=0)
+    assert loss == pytest.approx(hist.history["loss"][0], rel=1e-6)
+    assert mae == pytest.approx(hist.history["mae"][0], rel=1e-6)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    # batches of other sizes reuse power-of-two nets and keep training the same weights
+    for n in (3, 7, 20, 5):
+        a.train_on_batch(x[:n], y[:n])
+    assert len(a._nets) <= 3
+    with pytest.raises(ValueError, match="13 features"):
+        a.train_on_batch(x[:, :5], y)

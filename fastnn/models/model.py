@@ -228,6 +228,26 @@ class Model:
             logs[prefix + name] = s / rows
         return logs
 
+    # -- one step ---------------------------------------------------------------------------
+    def train_on_batch(self, x, y):
+        """One optimizer step on (x, y) as a single batch: the loss (before the step), or
+        [loss, *metrics]. The lean path for online training: no shuffle, no History."""
+        self._require_compiled("train_on_batch()")
+        x = self._prepare_x(x)
+        y = self._prepare_y(y, "y", x.shape[0])
+        n = x.shape[0]
+        # nets are sized in powers of two so that varying batch sizes reuse a few
+        net = self._net(1 << (n - 1).bit_length(), self._loss_key(), self._target_width())
+        if self._opt_state is None:
+            self._opt_state = self.optimizer._make_state(self._params.size)
+        loss_sum, msums, rows, diverged = net.train_epoch(
+            x, y, self._opt_state, n, None, tuple(k for k, _ in self._metrics))
+        if diverged:
+            _warn_diverged(1)
+        if not self._metrics:
+            return loss_sum / rows
+        return [loss_sum / rows] + [s / rows for s in msums]
+
     # -- fit ------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
@@ -286,9 +306,9 @@ class Model:
                                              max(epochs - initial_epoch, 0), perm, seed, shuffle,
                                              keys)
             for i, loss in enumerate(losses_):
-                logs = {"loss": float(loss)}
-                for j, (_, name) in enumerate(self._metrics):
-                    logs[name] = float(metrics_[i, j])
+                logs = {"loss": loss}
+                for (_, name), value in zip(self._metrics, metrics_[i]):
+                    logs[name] = value
                 history.on_epoch_end(initial_epoch + i, logs)
             if len(losses_) < epochs - initial_epoch:
                 _warn_diverged(initial_epoch + len(losses_))
