@@ -85,7 +85,8 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
             float *wt = scratch; /* W^T, zero-padded to (n_out x P) */
             for (int64_t j = 0; j < n_out; j++)
                 for (int64_t c = 0; c < P; c++) wt[j * P + c] = c < n_in ? w[c * n_out + j] : 0.0f;
-            fnn_narrow.input_grad(gy, ldy, wt, gx, ldgx, n, n_out);
+            static const float no_bias[P] = {0};
+            fnn_narrow.forward(gy, ldy, wt, no_bias, gx, ldgx, n, n_out); /* dX = dz . W^T */
         } else {
             /* dX = dz . W^T as rows of W^T (n_out x n_in) scaled and added: the long axis inside */
             float *wt = scratch;

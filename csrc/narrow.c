@@ -21,10 +21,10 @@ static void pack_base(const float *restrict w, const float *restrict b, float *r
     for (int64_t j = 0; j < P; j++) bp[j] = (b && j < n_out) ? b[j] : 0.0f;
 }
 
-/* All three products have one shape: for each output row r,
+/* Both products have one shape: for each output row r,
  *   out[r, 0:16] = init + sum_t s[r*s_row + t*s_t] * B[t, 0:16]
- * (forward: s = X, B = packed W; input grad: s = dz, B = packed W^T; weight
- * grad: s = X read down a column, B = dz). Two rows at a time, each as four
+ * (forward: s = X, B = packed W; weight grad: s = X read down a column, B = dz;
+ * the input gradient is a forward through packed W^T with no bias). Two rows at a time, each as four
  * 4-float vectors, so the eight accumulators stay in registers on SSE2 or NEON. */
 #if defined(__GNUC__)
 typedef float v4 __attribute__((vector_size(16)));
@@ -105,12 +105,6 @@ static void weight_grad_base(const float *x, int64_t ldx, const float *dz, int64
         for (int64_t r = 0; r < rows; r++)
             memcpy(gw + (k + r) * n_out, tmp + r * P, (size_t)n_out * sizeof(float));
     }
-}
-
-static void input_grad_base(const float *dz, int64_t ldz, const float *wt, float *gx,
-                            int64_t ldgx, int64_t n, int64_t n_out)
-{
-    rows16(dz, ldz, 1, wt, P, n_out, NULL, gx, ldgx, n);
 }
 
 /* ---- AVX2 + FMA ------------------------------------------------------------------- */
@@ -275,50 +269,6 @@ AVX2 static void weight_grad_avx2(const float *x, int64_t ldx, const float *dz, 
     }
 }
 
-AVX2 static void input_grad_avx2(const float *dz, int64_t ldz, const float *wt, float *gx,
-                                 int64_t ldgx, int64_t n, int64_t n_out)
-{
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
-               a30 = a00, a31 = a00;
-        const float *d0 = dz + i * ldz;
-        for (int64_t j = 0; j < n_out; j++) {
-            const __m256 w0 = _mm256_loadu_ps(wt + j * P), w1 = _mm256_loadu_ps(wt + j * P + 8);
-            __m256 v = _mm256_broadcast_ss(d0 + j);
-            a00 = _mm256_fmadd_ps(v, w0, a00);
-            a01 = _mm256_fmadd_ps(v, w1, a01);
-            v = _mm256_broadcast_ss(d0 + ldz + j);
-            a10 = _mm256_fmadd_ps(v, w0, a10);
-            a11 = _mm256_fmadd_ps(v, w1, a11);
-            v = _mm256_broadcast_ss(d0 + 2 * ldz + j);
-            a20 = _mm256_fmadd_ps(v, w0, a20);
-            a21 = _mm256_fmadd_ps(v, w1, a21);
-            v = _mm256_broadcast_ss(d0 + 3 * ldz + j);
-            a30 = _mm256_fmadd_ps(v, w0, a30);
-            a31 = _mm256_fmadd_ps(v, w1, a31);
-        }
-        float *g0 = gx + i * ldgx;
-        _mm256_storeu_ps(g0, a00);
-        _mm256_storeu_ps(g0 + 8, a01);
-        _mm256_storeu_ps(g0 + ldgx, a10);
-        _mm256_storeu_ps(g0 + ldgx + 8, a11);
-        _mm256_storeu_ps(g0 + 2 * ldgx, a20);
-        _mm256_storeu_ps(g0 + 2 * ldgx + 8, a21);
-        _mm256_storeu_ps(g0 + 3 * ldgx, a30);
-        _mm256_storeu_ps(g0 + 3 * ldgx + 8, a31);
-    }
-    for (; i < n; i++) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-        for (int64_t j = 0; j < n_out; j++) {
-            const __m256 v = _mm256_broadcast_ss(dz + i * ldz + j);
-            a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(wt + j * P), a0);
-            a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(wt + j * P + 8), a1);
-        }
-        _mm256_storeu_ps(gx + i * ldgx, a0);
-        _mm256_storeu_ps(gx + i * ldgx + 8, a1);
-    }
-}
 /* A single unit over at most 16 inputs whose rows are >= 16 floats apart: the
  * inputs sit in the lanes (W masked to its n_in weights, since padding columns
  * of X need not be zero), one horizontal sum per row forward, and backward a
@@ -389,20 +339,20 @@ AVX2 static void single_backward_avx2(const float *x, int64_t ldx, const float *
 #endif
 
 /* ---- dispatch ---------------------------------------------------------------------- */
-fnn_narrow_kernels fnn_narrow = {pack_base, forward_base, weight_grad_base, input_grad_base,
-                                 NULL, NULL, "baseline"};
+fnn_narrow_kernels fnn_narrow = {pack_base, forward_base, weight_grad_base, NULL, NULL,
+                                 "baseline"};
 
 const char *fnn_narrow_select(int allow_simd)
 {
-    static const fnn_narrow_kernels base = {pack_base, forward_base, weight_grad_base,
-                                            input_grad_base, NULL, NULL, "baseline"};
+    static const fnn_narrow_kernels base = {pack_base, forward_base, weight_grad_base, NULL,
+                                            NULL, "baseline"};
     fnn_narrow = base;
 #if FNN_HAVE_X86_DISPATCH
     __builtin_cpu_init();
     if (allow_simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         static const fnn_narrow_kernels avx2 = {pack_avx2, forward_avx2, weight_grad_avx2,
-                                                input_grad_avx2, single_forward_avx2,
-                                                single_backward_avx2, "avx2"};
+                                                single_forward_avx2, single_backward_avx2,
+                                                "avx2"};
         fnn_narrow = avx2;
     }
 #else

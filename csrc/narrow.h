@@ -14,16 +14,14 @@ typedef struct {
     /* wp (n_in x 16) = W zero-padded; bp (16) = b zero-padded (zeros if b is NULL) */
     void (*pack)(const float *w, const float *b, float *wp, float *bp, int64_t n_in,
                  int64_t n_out);
-    /* Y[i, 0:16] = bp + X[i, :] . wp ; wp (n_in x 16), rows of Y ldy >= 16 apart */
+    /* Y[i, 0:16] = bp + X[i, :] . wp ; wp (n_in x 16), rows of Y ldy >= 16 apart.
+     * Also the input gradient: dX[i, 0:16] = 0 + dz[i, 0:n_out] . (W^T padded). */
     void (*forward)(const float *x, int64_t ldx, const float *wp, const float *bp, float *y,
                     int64_t ldy, int64_t n, int64_t n_in);
     /* gw (n_in x n_out, packed) = X^T . dz and, if gb, gb = column sums of dz;
      * dz rows ldz >= 16 apart */
     void (*weight_grad)(const float *x, int64_t ldx, const float *dz, int64_t ldz, float *gw,
                         float *gb, int64_t n, int64_t n_in, int64_t n_out);
-    /* gx[i, 0:16] = dz[i, 0:n_out] . wt ; wt = W^T zero-padded (n_out x 16) */
-    void (*input_grad)(const float *dz, int64_t ldz, const float *wt, float *gx, int64_t ldgx,
-                       int64_t n, int64_t n_out);
     /* One unit (n_out == 1) over n_in <= 16 inputs whose rows are >= 16 apart (NULL
      * when the set has none): y[i] = b + X[i, :] . w, and its backward (gx rows
      * >= 16 apart, if gx; gb if gb). */
