@@ -134,6 +134,24 @@ class Model:
         for w, new in zip(own, arrays):  # all checked first: no half-written model
             w[...] = new
 
+    # -- saving -------------------------------------------------------------------------
+    def save(self, filepath):
+        """Saves architecture, weights and compile settings (see fastnn.saving)."""
+        from fastnn import saving
+        saving.save_model(self, filepath)
+
+    def save_weights(self, filepath):
+        """Saves get_weights() as a pickle-free .npz (weight_0, weight_1, ...), under
+        exactly the name given."""
+        from fastnn import saving
+        saving.write_npz(filepath, {f"weight_{i}": w for i, w in enumerate(self.get_weights())})
+
+    def load_weights(self, filepath):
+        """Loads weights written by save_weights (or save) into this model."""
+        with np.load(filepath, allow_pickle=False) as archive:
+            names = [k for k in archive.files if k.startswith("weight_")]
+            self.set_weights([archive[f"weight_{i}"] for i in range(len(names))])
+
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
         if loss is None:
