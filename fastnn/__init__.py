@@ -1,4 +1,33 @@
 """fastnn: Keras-shaped neural networks for the CPU with a compiled C core."""
+
+
+def _find_compiled_package():
+    """A source checkout has no compiled _engine. When Python imports fastnn from one
+    (``python -m fastnn demo`` at the checkout's root puts it first on sys.path), load
+    the submodules from the installed package instead, so that the checkout never runs
+    without its extension."""
+    import importlib.machinery
+    import os
+    import sys
+
+    def has_engine(folder):
+        return any(os.path.exists(os.path.join(folder, "_engine" + suffix))
+                   for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    if has_engine(here):
+        return
+    for entry in sys.path:
+        folder = os.path.join(os.path.abspath(entry or os.curdir), "fastnn")
+        if folder != here and has_engine(folder):
+            __path__[:] = [folder]
+            return
+    raise ImportError(f"fastnn's compiled extension is not built in {here} and no installed "
+                      "fastnn was found: run `pip install .` (or, for development, "
+                      "`python setup.py build_ext --inplace`)")
+
+
+_find_compiled_package()
 from fastnn import activations, callbacks, datasets, initializers, layers, losses, metrics
 from fastnn import optimizers, utils
 from fastnn._blas import set_num_threads
