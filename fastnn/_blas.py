@@ -16,10 +16,21 @@ _THREAD_SYMBOLS = ["scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_
 
 
 def _candidate_libraries():
+    """NumPy wheels' bundled OpenBLAS first, then (Linux) any BLAS already mapped into
+    the process, e.g. the MKL or system OpenBLAS of a conda or distribution NumPy."""
     import numpy as np
     root = os.path.dirname(os.path.dirname(np.__file__))
     for pattern in ("numpy.libs/*openblas*", "numpy/.dylibs/*openblas*", "numpy.libs/*blas*"):
         yield from sorted(glob.glob(os.path.join(root, pattern)))
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(None, 5)[-1].strip() for line in maps if ".so" in line}
+    except OSError:
+        return
+    for path in sorted(paths):
+        name = os.path.basename(path).lower()
+        if any(key in name for key in ("blas", "mkl_rt", "libmkl")):
+            yield path
 
 
 def _load():

@@ -35,6 +35,7 @@ LOSSES = {"mse": 0, "mae": 1, "sparse_softmax_crossentropy": 2}
 OPTIMIZERS = {"sgd": 0, "rmsprop": 1, "adam": 2}
 METRICS = {"mse": 0, "mae": 1, "accuracy": 2}
 MAX_METRICS = FNN_MAX_METRICS
+NARROW = FNN_NARROW  # layers of at most this many units run the narrow kernels, never a GEMM
 
 
 cdef inline float *fptr(cnp.ndarray a) noexcept nogil:

@@ -3,14 +3,16 @@ parameter buffer (layers' weights become views into it), a gradient buffer of
 the same layout, and the per-layer specs of _engine.Net."""
 import numpy as np
 
-from fastnn import _blas
+from fastnn import _blas, _engine
 from fastnn.layers.activation import Activation
 from fastnn.layers.core import Dense
 
-# A layer's GEMMs go to the BLAS when batch*in*out reaches this many
-# multiply-adds; below it fastnn's own loops win (call overhead, packing).
-# Calibrated on the 2-core dev machine with bench/calibrate_blas.py.
-BLAS_MIN_MACS = 1 << 17
+# A wide layer's GEMMs (more than 16 units; narrower ones always take the narrow
+# kernels) go to the BLAS when batch*in*out reaches this many multiply-adds.
+# bench/calibrate_blas.py on the 2-core dev machine: below ~4k the two are level
+# (call overhead dominates), from there OpenBLAS is 1.5-2x faster at 13x32 and
+# 3-8x faster from 64x64 up, at every batch size >= 8.
+BLAS_MIN_MACS = 1 << 12
 
 
 def flatten_weights(layers):
@@ -39,7 +41,8 @@ def layer_specs(layers, offsets, max_batch):
     for layer in layers:
         if isinstance(layer, Dense):
             n_in, n_out = layer.kernel.shape
-            use_blas = max_batch * n_in * n_out >= BLAS_MIN_MACS and _blas.available()
+            use_blas = (n_out > _engine.NARROW and max_batch * n_in * n_out >= BLAS_MIN_MACS
+                        and _blas.available())
             specs.append([n_in, n_out, layer.activation, layer.use_bias,
                           offsets[(id(layer), "kernel")],
                           offsets.get((id(layer), "bias"), 0), use_blas])
