@@ -163,7 +163,6 @@ class Model:
         if len(self._metrics) > _engine.MAX_METRICS:
             raise ValueError(f"at most {_engine.MAX_METRICS} metrics. Received: metrics={metrics!r}")
         self._nets, self._opt_state = {}, None
-        self.compiled = True
 
     def _require_compiled(self, what):
         if self.loss is None:
@@ -241,9 +240,13 @@ class Model:
         net = self._net(_INFER_ROWS, self._loss_key(), self._target_width())
         keys = tuple(k for k, _ in self._metrics)
         loss_sum, msums, rows = net.evaluate(x, y, _INFER_ROWS, keys)
-        logs = {prefix + "loss": loss_sum / rows}
-        for (_, name), s in zip(self._metrics, msums):
-            logs[prefix + name] = s / rows
+        return self._logs(loss_sum / rows, [s / rows for s in msums], prefix)
+
+    def _logs(self, loss, metric_values, prefix=""):
+        """{"loss": ..., "mae": ...} as Keras names them in History and the progress line."""
+        logs = {prefix + "loss": loss}
+        for (_, name), value in zip(self._metrics, metric_values):
+            logs[prefix + name] = value
         return logs
 
     # -- one step ---------------------------------------------------------------------------
@@ -262,9 +265,8 @@ class Model:
             x, y, self._opt_state, n, None, tuple(k for k, _ in self._metrics))
         if diverged:
             _warn_diverged(1)
-        if not self._metrics:
-            return loss_sum / rows
-        return [loss_sum / rows] + [s / rows for s in msums]
+        logs = self._logs(loss_sum / rows, [s / rows for s in msums])
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
 
     # -- fit ------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -323,11 +325,8 @@ class Model:
             losses_, metrics_, _ = net.train(x, y, self._opt_state, batch,
                                              max(epochs - initial_epoch, 0), perm, seed, shuffle,
                                              keys)
-            for i, loss in enumerate(losses_):
-                logs = {"loss": loss}
-                for (_, name), value in zip(self._metrics, metrics_[i]):
-                    logs[name] = value
-                history.on_epoch_end(initial_epoch + i, logs)
+            for i, (loss, values) in enumerate(zip(losses_, metrics_)):
+                history.on_epoch_end(initial_epoch + i, self._logs(loss, values))
             if len(losses_) < epochs - initial_epoch:
                 _warn_diverged(initial_epoch + len(losses_))
             return history
@@ -338,9 +337,7 @@ class Model:
                 seed = _engine.shuffle(perm, seed)
             loss_sum, msums, rows, diverged = net.train_epoch(
                 x, y, self._opt_state, batch, perm if shuffle else None, keys)
-            logs = {"loss": loss_sum / rows}
-            for (_, name), s in zip(self._metrics, msums):
-                logs[name] = s / rows
+            logs = self._logs(loss_sum / rows, [s / rows for s in msums])
             if val is not None:
                 logs.update(self._evaluate_arrays(*val, prefix="val_"))
             for cb in cbs:
