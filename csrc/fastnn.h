@@ -56,9 +56,10 @@ int fnn_have_cblas(void);
  * caller gives scratch and rows of Y at least FNN_NARROW floats apart. */
 enum { FNN_NARROW = 16 };
 
-/* Picks the narrow kernels: AVX2+FMA when the CPU has them and allow_simd, else
- * the baseline. Call once before any kernel; returns "avx2" or "baseline". */
-const char *fnn_narrow_select(int allow_simd);
+/* Picks the narrow kernels, the best the CPU has up to `level`: 2 = AVX-512F,
+ * 1 = AVX2+FMA, 0 = the baseline. Call before any kernel runs; returns the name
+ * picked ("avx512", "avx2" or "baseline"). */
+const char *fnn_narrow_select(int level);
 
 /* Floats of scratch the narrow path needs for a layer of this shape. */
 size_t fnn_dense_scratch(int64_t n_in, int64_t n_out);

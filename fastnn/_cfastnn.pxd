@@ -16,7 +16,7 @@ cdef extern from "fastnn.h" nogil:
     int fnn_set_cblas_sgemm(void *fn, int ilp64)
     int fnn_have_cblas()
     enum: FNN_NARROW
-    const char *fnn_narrow_select(int allow_simd)
+    const char *fnn_narrow_select(int level)
     size_t fnn_dense_scratch(int64_t n_in, int64_t n_out)
     void fnn_dense_forward(const float *x, int64_t ldx, const float *w, const float *b, float *y,
                            int64_t ldy, int64_t n, int64_t n_in, int64_t n_out, int act,

@@ -20,15 +20,22 @@ cnp.import_array()
 import os as _os
 
 
-def select_kernels(bint simd=True):
-    """Picks the narrow-layer kernels: "avx2" when simd and the CPU has AVX2+FMA,
-    else "baseline". Returns the name picked. Not thread-safe: call it when no
-    model is running (tests use it to check both sets)."""
-    return fnn_narrow_select(simd).decode()
+KERNEL_LEVELS = ("baseline", "avx2", "avx512")
 
 
-# FASTNN_SIMD=0 forces the baseline kernels for the whole process.
-KERNELS = select_kernels(_os.environ.get("FASTNN_SIMD", "1") != "0")
+def select_kernels(level="avx512"):
+    """Picks the narrow-layer kernels: the best of "avx512", "avx2" (AVX2+FMA) and
+    "baseline" that the CPU has, up to `level`. Returns the name picked. Not
+    thread-safe: call it when no model is running (tests use it to check each set).
+    """
+    if level not in KERNEL_LEVELS:
+        raise ValueError(f"level must be one of {KERNEL_LEVELS}, got {level!r}")
+    return fnn_narrow_select(KERNEL_LEVELS.index(level)).decode()
+
+
+# FASTNN_SIMD caps the kernels for the whole process: 0 or "baseline", "avx2".
+_cap = _os.environ.get("FASTNN_SIMD", "avx512")
+KERNELS = select_kernels("baseline" if _cap == "0" else _cap if _cap in KERNEL_LEVELS else "avx512")
 
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 LOSSES = {"mse": 0, "mae": 1, "sparse_softmax_crossentropy": 2}

@@ -254,16 +254,16 @@ def blas():
     return True
 
 
-@pytest.fixture(params=["avx2", "baseline"])
+@pytest.fixture(params=["avx512", "avx2", "baseline"])
 def kernels(request):
-    """Runs the test under each set of narrow-layer kernels (AVX2+FMA, baseline), then
-    restores the set picked at import."""
+    """Runs the test under each set of narrow-layer kernels (AVX-512F, AVX2+FMA,
+    baseline), then restores the set picked at import."""
     from fastnn import _engine
-    original = _engine.KERNELS == "avx2"
-    got = _engine.select_kernels(request.param == "avx2")
+    original = _engine.KERNELS
+    got = _engine.select_kernels(request.param)
     if got != request.param:
         _engine.select_kernels(original)
-        pytest.skip("this CPU lacks AVX2+FMA")
+        pytest.skip(f"this CPU lacks {request.param}")
     yield got
     _engine.select_kernels(original)
 

@@ -217,23 +217,27 @@ def test_dense_paths_agree(rng, size):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_narrow_kernel_sets_agree(rng):
-    """The AVX2+FMA and baseline narrow kernels give the same layer (to rounding)."""
-    if _engine.select_kernels(True) != "avx2":
-        _engine.select_kernels(_engine.KERNELS == "avx2")
-        pytest.skip("CPU lacks AVX2+FMA")
+@pytest.mark.parametrize("shape", [(37, 13, 10), (9, 16, 16), (3, 21, 5), (64, 8, 1)])
+def test_narrow_kernel_sets_agree(rng, shape):
+    """Every narrow kernel set the CPU has gives the same layer as the baseline (to
+    rounding), including the block remainders (rows not a multiple of 8, inputs not a
+    multiple of 8 or 4)."""
+    n, n_in, n_out = shape
+    x, w, b = _dense_data(rng, n, n_in, n_out)
+    gy = rng.standard_normal((n, n_out)).astype(np.float32)
+    res = {}
     try:
-        x, w, b = _dense_data(rng, 37, 13, 10)
-        gy = rng.standard_normal((37, 10)).astype(np.float32)
-        res = {}
-        for simd in (True, False):
-            _engine.select_kernels(simd)
+        for level in _engine.KERNEL_LEVELS:
+            if _engine.select_kernels(level) != level:
+                continue
             y = _engine.dense_forward(x, w, b, "relu", path="narrow")
-            res[simd] = (y,) + _engine.dense_backward(x, w, y, gy, "relu", True, path="narrow")
+            res[level] = (y,) + _engine.dense_backward(x, w, y, gy, "relu", True, path="narrow")
     finally:
-        _engine.select_kernels(_engine.KERNELS == "avx2")
-    for a, c in zip(res[True], res[False]):
-        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
+        _engine.select_kernels(_engine.KERNELS)
+    assert "baseline" in res
+    for level, outs in res.items():
+        for a, c in zip(outs, res["baseline"]):
+            np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5, err_msg=level)
 
 
 def test_use_blas_flag_is_the_blas_path(rng, blas):
