@@ -48,7 +48,8 @@ void fnn_dense_forward(const float *x, int64_t ldx, const float *w, const float 
     } else if (narrow(n_out, ldy, scratch)) {
         float *wp = scratch, *bp = scratch + n_in * P;
         fnn_narrow.pack(w, b, wp, bp, n_in, n_out);
-        fnn_narrow.forward(x, ldx, wp, bp, y, ldy, n, n_in);
+        fnn_narrow.forward(x, ldx, wp, bp, y, ldy, n, n_in, act == FNN_ACT_RELU);
+        if (act == FNN_ACT_RELU) return; /* applied on the way out of the kernel */
     } else {
         if (b)
             for (int64_t i = 0; i < n; i++) memcpy(y + i * ldy, b, (size_t)n_out * sizeof(float));
@@ -86,7 +87,7 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
             for (int64_t j = 0; j < n_out; j++)
                 for (int64_t c = 0; c < P; c++) wt[j * P + c] = c < n_in ? w[c * n_out + j] : 0.0f;
             static const float no_bias[P] = {0};
-            fnn_narrow.forward(gy, ldy, wt, no_bias, gx, ldgx, n, n_out); /* dX = dz . W^T */
+            fnn_narrow.forward(gy, ldy, wt, no_bias, gx, ldgx, n, n_out, 0); /* dX = dz.W^T */
         } else {
             /* dX = dz . W^T as rows of W^T (n_out x n_in) scaled and added: the long axis inside */
             float *wt = scratch;

@@ -38,8 +38,17 @@ static inline v4 load4(const float *p)
 
 static inline void store4(float *p, v4 v) { memcpy(p, &v, sizeof v); }
 
+typedef int v4i __attribute__((vector_size(16)));
+
+/* max(v, 0) with NaN kept: lanes where v < 0 are cleared */
+static inline v4 relu4(v4 v)
+{
+    const v4 zero = {0, 0, 0, 0};
+    return (v4)((v4i)v & ~(v < zero));
+}
+
 static void rows16(const float *s, int64_t s_row, int64_t s_t, const float *b, int64_t ldb,
-                   int64_t T, const float *init, float *out, int64_t ldo, int64_t R)
+                   int64_t T, const float *init, float *out, int64_t ldo, int64_t R, int relu)
 {
     const v4 zero = {0, 0, 0, 0};
     const v4 i0 = init ? load4(init) : zero, i1 = init ? load4(init + 4) : zero,
@@ -55,6 +64,10 @@ static void rows16(const float *s, int64_t s_row, int64_t s_t, const float *b, i
             a0 += u * b0; a1 += u * b1; a2 += u * b2; a3 += u * b3;
             c0 += w * b0; c1 += w * b1; c2 += w * b2; c3 += w * b3;
         }
+        if (relu) {
+            a0 = relu4(a0); a1 = relu4(a1); a2 = relu4(a2); a3 = relu4(a3);
+            c0 = relu4(c0); c1 = relu4(c1); c2 = relu4(c2); c3 = relu4(c3);
+        }
         float *o = out + r * ldo;
         store4(o, a0); store4(o + 4, a1); store4(o + 8, a2); store4(o + 12, a3);
         store4(o + ldo, c0); store4(o + ldo + 4, c1); store4(o + ldo + 8, c2); store4(o + ldo + 12, c3);
@@ -66,28 +79,31 @@ static void rows16(const float *s, int64_t s_row, int64_t s_t, const float *b, i
             const float u = s[r * s_row + t * s_t];
             a0 += u * load4(bt); a1 += u * load4(bt + 4); a2 += u * load4(bt + 8); a3 += u * load4(bt + 12);
         }
+        if (relu) {
+            a0 = relu4(a0); a1 = relu4(a1); a2 = relu4(a2); a3 = relu4(a3);
+        }
         float *o = out + r * ldo;
         store4(o, a0); store4(o + 4, a1); store4(o + 8, a2); store4(o + 12, a3);
     }
 }
 #else
 static void rows16(const float *s, int64_t s_row, int64_t s_t, const float *b, int64_t ldb,
-                   int64_t T, const float *init, float *out, int64_t ldo, int64_t R)
+                   int64_t T, const float *init, float *out, int64_t ldo, int64_t R, int relu)
 {
     for (int64_t r = 0; r < R; r++) {
         float a[P];
         for (int j = 0; j < P; j++) a[j] = init ? init[j] : 0.0f;
         for (int64_t t = 0; t < T; t++)
             for (int j = 0; j < P; j++) a[j] += s[r * s_row + t * s_t] * b[t * ldb + j];
-        for (int j = 0; j < P; j++) out[r * ldo + j] = a[j];
+        for (int j = 0; j < P; j++) out[r * ldo + j] = (relu && a[j] < 0.0f) ? 0.0f : a[j];
     }
 }
 #endif
 
 static void forward_base(const float *x, int64_t ldx, const float *wp, const float *bp, float *y,
-                         int64_t ldy, int64_t n, int64_t n_in)
+                         int64_t ldy, int64_t n, int64_t n_in, int relu)
 {
-    rows16(x, ldx, 1, wp, P, n_in, bp, y, ldy, n);
+    rows16(x, ldx, 1, wp, P, n_in, bp, y, ldy, n, relu);
 }
 
 static void weight_grad_base(const float *x, int64_t ldx, const float *dz, int64_t ldz,
@@ -96,12 +112,12 @@ static void weight_grad_base(const float *x, int64_t ldx, const float *dz, int64
     float tmp[2 * P];
     if (gb) {
         const float one = 1.0f; /* db = 1^T . dz: a column of ones, read with stride 0 */
-        rows16(&one, 0, 0, dz, ldz, n, NULL, tmp, P, 1);
+        rows16(&one, 0, 0, dz, ldz, n, NULL, tmp, P, 1, 0);
         memcpy(gb, tmp, (size_t)n_out * sizeof(float));
     }
     for (int64_t k = 0; k < n_in; k += 2) {
         const int64_t rows = n_in - k < 2 ? n_in - k : 2;
-        rows16(x + k, 1, ldx, dz, ldz, n, NULL, tmp, P, rows);
+        rows16(x + k, 1, ldx, dz, ldz, n, NULL, tmp, P, rows, 0);
         for (int64_t r = 0; r < rows; r++)
             memcpy(gw + (k + r) * n_out, tmp + r * P, (size_t)n_out * sizeof(float));
     }
@@ -113,8 +129,13 @@ static void weight_grad_base(const float *x, int64_t ldx, const float *dz, int64
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
+/* relu on the way out: max(0, a) returns a when a is NaN (MAXPS returns its second
+ * operand), so NaN stays NaN as in the separate pass */
+#define RELU8(a) ((a) = relu ? _mm256_max_ps(_mm256_setzero_ps(), (a)) : (a))
+#define RELU16(a) ((a) = relu ? _mm512_max_ps(_mm512_setzero_ps(), (a)) : (a))
+
 AVX2 static void forward_avx2(const float *x, int64_t ldx, const float *wp, const float *bp,
-                              float *y, int64_t ldy, int64_t n, int64_t n_in)
+                              float *y, int64_t ldy, int64_t n, int64_t n_in, int relu)
 {
     const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
     int64_t i = 0;
@@ -136,6 +157,8 @@ AVX2 static void forward_avx2(const float *x, int64_t ldx, const float *wp, cons
             a30 = _mm256_fmadd_ps(v, w0, a30);
             a31 = _mm256_fmadd_ps(v, w1, a31);
         }
+        RELU8(a00); RELU8(a01); RELU8(a10); RELU8(a11);
+        RELU8(a20); RELU8(a21); RELU8(a30); RELU8(a31);
         float *y0 = y + i * ldy;
         _mm256_storeu_ps(y0, a00);
         _mm256_storeu_ps(y0 + 8, a01);
@@ -153,6 +176,7 @@ AVX2 static void forward_avx2(const float *x, int64_t ldx, const float *wp, cons
             a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(wp + k * P), a0);
             a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(wp + k * P + 8), a1);
         }
+        RELU8(a0); RELU8(a1);
         _mm256_storeu_ps(y + i * ldy, a0);
         _mm256_storeu_ps(y + i * ldy + 8, a1);
     }
@@ -343,7 +367,7 @@ AVX2 static void single_backward_avx2(const float *x, int64_t ldx, const float *
 #define AVX512 __attribute__((target("avx512f")))
 
 AVX512 static void forward_avx512(const float *x, int64_t ldx, const float *wp, const float *bp,
-                                  float *y, int64_t ldy, int64_t n, int64_t n_in)
+                                  float *y, int64_t ldy, int64_t n, int64_t n_in, int relu)
 {
     const __m512 b = _mm512_loadu_ps(bp);
     int64_t i = 0;
@@ -361,6 +385,8 @@ AVX512 static void forward_avx512(const float *x, int64_t ldx, const float *wp, 
             a6 = _mm512_fmadd_ps(_mm512_set1_ps(x0[6 * ldx + k]), w, a6);
             a7 = _mm512_fmadd_ps(_mm512_set1_ps(x0[7 * ldx + k]), w, a7);
         }
+        RELU16(a0); RELU16(a1); RELU16(a2); RELU16(a3);
+        RELU16(a4); RELU16(a5); RELU16(a6); RELU16(a7);
         float *y0 = y + i * ldy;
         _mm512_storeu_ps(y0, a0);
         _mm512_storeu_ps(y0 + ldy, a1);
@@ -379,6 +405,7 @@ AVX512 static void forward_avx512(const float *x, int64_t ldx, const float *wp, 
             a0 = _mm512_fmadd_ps(_mm512_set1_ps(x0[k]), w, a0);
             a1 = _mm512_fmadd_ps(_mm512_set1_ps(x0[ldx + k]), w, a1);
         }
+        RELU16(a0); RELU16(a1);
         _mm512_storeu_ps(y + i * ldy, a0);
         _mm512_storeu_ps(y + (i + 1) * ldy, a1);
     }
@@ -386,6 +413,7 @@ AVX512 static void forward_avx512(const float *x, int64_t ldx, const float *wp, 
         __m512 a0 = b;
         for (int64_t k = 0; k < n_in; k++)
             a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[i * ldx + k]), _mm512_loadu_ps(wp + k * P), a0);
+        RELU16(a0);
         _mm512_storeu_ps(y + i * ldy, a0);
     }
 }

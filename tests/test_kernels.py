@@ -570,3 +570,15 @@ def test_kernels_reject_byteswapped_float32(case):
     a = (np.arange(6, dtype=np.float32).reshape(2, 3) + 1) / 10
     with pytest.raises(TypeError, match=r"must be .*float32.*>f4"):
         BYTESWAP_CASES[case](a)
+
+
+@pytest.mark.parametrize("path", ["narrow", "portable"])
+def test_relu_keeps_nan_in_every_path(rng, kernels, path):
+    """relu(NaN) is NaN as in NumPy/Keras, also where relu is fused into a kernel's stores."""
+    x, w, b = _dense_data(rng, 11, 5, 7)
+    x[3, 2] = np.nan
+    y = _engine.dense_forward(x, w, b, "relu", path=path)
+    assert np.isnan(y[3]).all()
+    assert np.isfinite(np.delete(y, 3, axis=0)).all()
+    ref = np.maximum(x[np.arange(11) != 3].astype(np.float64) @ w + b, 0)
+    np.testing.assert_allclose(np.delete(y, 3, axis=0), ref, rtol=1e-5, atol=1e-5)
