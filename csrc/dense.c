@@ -73,14 +73,19 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
                         int64_t ldy, float *gx, int64_t ldgx, float *gw, float *gb, int64_t n,
                         int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm, float *scratch)
 {
-    if (n > 0) /* gy := dL/dz, over the rows and the padding between them */
-        fnn_act_backward(act, y, gy, (size_t)((n - 1) * ldy + n_out));
-    if (single(n_in, n_out, ldx, ldy, scratch) && (!gx || ldgx >= P)) {
+    const int single_path = single(n_in, n_out, ldx, ldy, scratch) && (!gx || ldgx >= P);
+    const int narrow_path = !single_path && narrow(n_out, ldy, scratch);
+    /* gy := dL/dz, over the rows and the padding between them; the narrow weight-gradient
+     * kernels apply relu' on the fly instead of in a pass of its own */
+    const int fused_relu = narrow_path && act == FNN_ACT_RELU;
+    if (n > 0 && !fused_relu) fnn_act_backward(act, y, gy, (size_t)((n - 1) * ldy + n_out));
+    if (single_path) {
         fnn_narrow.single_backward(x, ldx, w, gy, ldy, gx, ldgx, gw, gb, n, n_in);
         return;
     }
-    if (narrow(n_out, ldy, scratch)) {
-        fnn_narrow.weight_grad(x, ldx, gy, ldy, gw, gb, n, n_in, n_out); /* and db */
+    if (narrow_path) {
+        fnn_narrow.weight_grad(x, ldx, gy, ldy, gw, gb, n, n_in, n_out,
+                               fused_relu ? y : NULL); /* and db (and relu') */
         if (!gx) return;
         if (n_in <= P && ldgx >= P) {
             float *wt = scratch; /* W^T, zero-padded to (n_out x P) */

@@ -25,11 +25,22 @@ int fnn_all_finite(const float *x, size_t n)
     return !bad;
 }
 
+/* A draw in [0, range): the high half of a 64x64-bit product (Lemire) instead of a
+ * 64-bit division, which cost ~5% of the article model's training step. The bias,
+ * range/2^64, is below 2^-40 for any data set that fits in memory. */
+static inline uint64_t below(uint64_t r, uint64_t range)
+{
+#if defined(__SIZEOF_INT128__)
+    return (uint64_t)(((unsigned __int128)r * range) >> 64);
+#else
+    return r % range;
+#endif
+}
+
 void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)
 {
     for (int64_t i = n - 1; i > 0; i--) {
-        /* unbiased enough for n << 2^64: the modulo bias is below 2^-40 */
-        const int64_t j = (int64_t)(splitmix64(state) % (uint64_t)(i + 1));
+        const int64_t j = (int64_t)below(splitmix64(state), (uint64_t)(i + 1));
         const int64_t t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;

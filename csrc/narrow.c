@@ -106,9 +106,14 @@ static void forward_base(const float *x, int64_t ldx, const float *wp, const flo
     rows16(x, ldx, 1, wp, P, n_in, bp, y, ldy, n, relu);
 }
 
-static void weight_grad_base(const float *x, int64_t ldx, const float *dz, int64_t ldz,
-                             float *gw, float *gb, int64_t n, int64_t n_in, int64_t n_out)
+static void weight_grad_base(const float *x, int64_t ldx, float *dz, int64_t ldz, float *gw,
+                             float *gb, int64_t n, int64_t n_in, int64_t n_out,
+                             const float *relu_y)
 {
+    if (relu_y) /* dz *= relu'(y) = [y > 0], in place, 16 lanes a row */
+        for (int64_t i = 0; i < n; i++)
+            for (int j = 0; j < P; j++)
+                if (!(relu_y[i * ldz + j] > 0.0f)) dz[i * ldz + j] = 0.0f;
     float tmp[2 * P];
     if (gb) {
         const float one = 1.0f; /* db = 1^T . dz: a column of ones, read with stride 0 */
@@ -221,9 +226,22 @@ AVX2 static void store_row(float *dst, __m256 a0, __m256 a1, int64_t n_out, __m2
 /* Four input features per pass over dz's rows (eight independent FMA chains); the
  * bias gradient (column sums of dz) rides along in the first pass; a leftover
  * feature splits the rows in two to keep four chains. */
-AVX2 static void weight_grad_avx2(const float *x, int64_t ldx, const float *dz, int64_t ldz,
-                                  float *gw, float *gb, int64_t n, int64_t n_in, int64_t n_out)
+AVX2 static void weight_grad_avx2(const float *x, int64_t ldx, float *dz, int64_t ldz,
+                                  float *gw, float *gb, int64_t n, int64_t n_in, int64_t n_out,
+                                  const float *relu_y)
 {
+    if (relu_y) { /* dz *= relu'(y) = [y > 0], in place */
+        const __m256 zero = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n; i++) {
+            float *d = dz + i * ldz;
+            const float *y = relu_y + i * ldz;
+            _mm256_storeu_ps(d, _mm256_and_ps(_mm256_loadu_ps(d),
+                                              _mm256_cmp_ps(_mm256_loadu_ps(y), zero, _CMP_GT_OQ)));
+            _mm256_storeu_ps(d + 8, _mm256_and_ps(_mm256_loadu_ps(d + 8),
+                                                  _mm256_cmp_ps(_mm256_loadu_ps(y + 8), zero,
+                                                                _CMP_GT_OQ)));
+        }
+    }
     const __m256i m0 = lane_mask(n_out), m1 = lane_mask(n_out - 8);
     int64_t k = 0;
     for (; k + 4 <= n_in; k += 4) {
@@ -418,45 +436,52 @@ AVX512 static void forward_avx512(const float *x, int64_t ldx, const float *wp, 
     }
 }
 
-/* gw rows k..k+count-1 (count <= 8) = sum_i x[i, k + r] * dz[i, :], and, if gb, the
- * column sums of dz; stores n_out lanes of each. */
-AVX512 static inline void weight_grad_block_avx512(const float *x, int64_t ldx, const float *dz,
-                                                   int64_t ldz, float *gw, float *gb,
-                                                   int64_t n, int64_t k, int count,
-                                                   int64_t n_out)
+/* gw rows k..k+C-1 (C <= 16, a constant after inlining) = sum_i x[i, k + r] * dz[i, :]
+ * and, if gb, the column sums of dz: one pass over dz's rows with C independent FMA
+ * chains (AVX-512 has 32 registers), stores of n_out lanes. */
+AVX512 static inline __attribute__((always_inline)) void
+weight_grad_block_avx512(const float *x, int64_t ldx, float *dz, int64_t ldz, float *gw,
+                         float *gb, int64_t n, int64_t k, const int C, int64_t n_out,
+                         const float *relu_y)
 {
-    __m512 a[8], s = _mm512_setzero_ps();
-    for (int r = 0; r < 8; r++) a[r] = _mm512_setzero_ps();
+    __m512 a[16], s = _mm512_setzero_ps();
+    for (int r = 0; r < C; r++) a[r] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i++) {
-        const __m512 d = _mm512_loadu_ps(dz + i * ldz);
+        __m512 d = _mm512_loadu_ps(dz + i * ldz);
+        if (relu_y) { /* dz *= [y > 0] on the fly, written back for the dX pass */
+            const __mmask16 live = _mm512_cmp_ps_mask(_mm512_loadu_ps(relu_y + i * ldz),
+                                                      _mm512_setzero_ps(), _CMP_GT_OQ);
+            d = _mm512_maskz_mov_ps(live, d);
+            _mm512_storeu_ps(dz + i * ldz, d);
+        }
         const float *xi = x + i * ldx + k;
         if (gb) s = _mm512_add_ps(s, d);
-        for (int r = 0; r < count; r++) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(xi[r]), d, a[r]);
+        for (int r = 0; r < C; r++) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(xi[r]), d, a[r]);
     }
     const __mmask16 m = (__mmask16)((1u << n_out) - 1u);
-    for (int r = 0; r < count; r++) _mm512_mask_storeu_ps(gw + (k + r) * n_out, m, a[r]);
+    for (int r = 0; r < C; r++) _mm512_mask_storeu_ps(gw + (k + r) * n_out, m, a[r]);
     if (gb) _mm512_mask_storeu_ps(gb, m, s);
 }
 
-AVX512 static void weight_grad_avx512(const float *x, int64_t ldx, const float *dz, int64_t ldz,
+#define WG_CASE(c) \
+    case c:                                                                            \
+        weight_grad_block_avx512(x, ldx, dz, ldz, gw, k == 0 ? gb : NULL, n, k, c, n_out,  \
+                                 k == 0 ? relu_y : NULL);                                  \
+        break;
+
+AVX512 static void weight_grad_avx512(const float *x, int64_t ldx, float *dz, int64_t ldz,
                                       float *gw, float *gb, int64_t n, int64_t n_in,
-                                      int64_t n_out)
+                                      int64_t n_out, const float *relu_y)
 {
-    for (int64_t k = 0; k < n_in; k += 8) {
-        const int count = n_in - k < 8 ? (int)(n_in - k) : 8;
-        /* constant counts let the compiler unroll the chains into registers */
-        if (count == 8)
-            weight_grad_block_avx512(x, ldx, dz, ldz, gw, k == 0 ? gb : NULL, n, k, 8, n_out);
-        else if (count >= 4) {
-            weight_grad_block_avx512(x, ldx, dz, ldz, gw, k == 0 ? gb : NULL, n, k, 4, n_out);
-            for (int64_t r = 4; r < count; r++)
-                weight_grad_block_avx512(x, ldx, dz, ldz, gw, NULL, n, k + r, 1, n_out);
-        } else
-            for (int64_t r = 0; r < count; r++)
-                weight_grad_block_avx512(x, ldx, dz, ldz, gw, (k == 0 && r == 0) ? gb : NULL, n,
-                                         k + r, 1, n_out);
+    for (int64_t k = 0; k < n_in; k += 16) {
+        switch (n_in - k < 16 ? (int)(n_in - k) : 16) { /* one specialised pass per width */
+            WG_CASE(1) WG_CASE(2) WG_CASE(3) WG_CASE(4) WG_CASE(5) WG_CASE(6) WG_CASE(7)
+            WG_CASE(8) WG_CASE(9) WG_CASE(10) WG_CASE(11) WG_CASE(12) WG_CASE(13) WG_CASE(14)
+            WG_CASE(15) WG_CASE(16)
+        }
     }
 }
+#undef WG_CASE
 #endif
 
 /* ---- dispatch ---------------------------------------------------------------------- */

@@ -20,9 +20,11 @@ typedef struct {
     void (*forward)(const float *x, int64_t ldx, const float *wp, const float *bp, float *y,
                     int64_t ldy, int64_t n, int64_t n_in, int relu);
     /* gw (n_in x n_out, packed) = X^T . dz and, if gb, gb = column sums of dz;
-     * dz rows ldz >= 16 apart */
-    void (*weight_grad)(const float *x, int64_t ldx, const float *dz, int64_t ldz, float *gw,
-                        float *gb, int64_t n, int64_t n_in, int64_t n_out);
+     * dz rows ldz >= 16 apart. If relu_y (the layer's relu output, same strides),
+     * dz is first multiplied by relu'(y) = [y > 0] in place. */
+    void (*weight_grad)(const float *x, int64_t ldx, float *dz, int64_t ldz, float *gw,
+                        float *gb, int64_t n, int64_t n_in, int64_t n_out,
+                        const float *relu_y);
     /* One unit (n_out == 1) over n_in <= 16 inputs whose rows are >= 16 apart (NULL
      * when the set has none): y[i] = b + X[i, :] . w, and its backward (gx rows
      * >= 16 apart, if gx; gb if gb). */
