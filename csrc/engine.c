@@ -134,17 +134,22 @@ static void gather(float *dst, const float *src, const int64_t *perm, int64_t st
         memcpy(dst, src + start * w, (size_t)(rows * w) * sizeof(float));
         return;
     }
-    if (w > 32) {
+    /* short rows (the article's 13 features, 1 target): memcpy of a constant size is
+     * inlined as a few vector moves, a call per row costs more than the copy */
+    switch (w) {
+#define GATHER_CASE(W)                                                               \
+    case W:                                                                          \
+        for (int64_t r = 0; r < rows; r++)                                           \
+            memcpy(dst + r * W, src + perm[start + r] * W, W * sizeof(float));       \
+        break;
+        GATHER_CASE(1) GATHER_CASE(2) GATHER_CASE(3) GATHER_CASE(4) GATHER_CASE(5)
+        GATHER_CASE(6) GATHER_CASE(7) GATHER_CASE(8) GATHER_CASE(9) GATHER_CASE(10)
+        GATHER_CASE(11) GATHER_CASE(12) GATHER_CASE(13) GATHER_CASE(14) GATHER_CASE(15)
+        GATHER_CASE(16)
+#undef GATHER_CASE
+    default:
         for (int64_t r = 0; r < rows; r++)
             memcpy(dst + r * w, src + perm[start + r] * w, (size_t)w * sizeof(float));
-        return;
-    }
-    /* short rows (the article's 13 features, 1 target): a call to memcpy per row
-     * costs more than the copy */
-    for (int64_t r = 0; r < rows; r++) {
-        const float *s = src + perm[start + r] * w;
-        float *d = dst + r * w;
-        for (int64_t c = 0; c < w; c++) d[c] = s[c];
     }
 }
 
@@ -177,7 +182,7 @@ static int train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, c
         tot->rows += rows;
         if (!isfinite(loss)) return 1;
         backward(net, rows);
-        fnn_optimizer_step(opt, net->params, net->grads, (size_t)net->n_params);
+        fnn_optimizer_update(opt, net->params, net->grads, (size_t)net->n_params);
     }
     return 0;
 }

@@ -102,6 +102,14 @@ typedef struct {
  * RMSprop (Keras): v = rho*v + (1-rho)*g^2; w -= lr*g/sqrt(v + eps).
  * Adam (Keras): m,v moments, lr_t = lr*sqrt(1-b2^t)/(1-b1^t); w -= lr_t*m/(sqrt(v)+eps). */
 void fnn_optimizer_step(fnn_optimizer *opt, float *w, const float *g, size_t n);
+/* The same, for callers already running with denormals flushed (the engine): setting
+ * and restoring the FPU mode costs more than a small model's update. */
+void fnn_optimizer_update(fnn_optimizer *opt, float *w, const float *g, size_t n);
+
+/* Picks the optimizer kernels up to `level` as fnn_narrow_select does: at level >= 1
+ * on an AVX2+FMA CPU, RMSprop takes 1/sqrt from the hardware estimate refined by a
+ * Newton step (within an ulp of sqrt-then-divide); level 0 divides exactly. */
+void fnn_optimizer_select(int level);
 
 /* ---- the engine: a chain of dense layers, trained an epoch per call -------- */
 enum { FNN_LAYER_DENSE = 0, FNN_LAYER_ACTIVATION = 1 };

@@ -130,9 +130,6 @@ static void weight_grad_base(const float *x, int64_t ldx, float *dz, int64_t ldz
 
 /* ---- AVX2 + FMA ------------------------------------------------------------------- */
 #if FNN_HAVE_X86_DISPATCH
-#include <immintrin.h>
-
-#define AVX2 __attribute__((target("avx2,fma")))
 
 /* relu on the way out: max(0, a) returns a when a is NaN (MAXPS returns its second
  * operand), so NaN stays NaN as in the separate pass */
@@ -382,7 +379,6 @@ AVX2 static void single_backward_avx2(const float *x, int64_t ldx, const float *
  * A 16-float row is one zmm register: eight rows (forward) or eight input features
  * (weight gradient) per pass keep eight independent FMA chains with half the
  * instructions of the AVX2 kernels. The single-unit kernels stay AVX2. */
-#define AVX512 __attribute__((target("avx512f")))
 
 AVX512 static void forward_avx512(const float *x, int64_t ldx, const float *wp, const float *bp,
                                   float *y, int64_t ldy, int64_t n, int64_t n_in, int relu)
@@ -496,12 +492,12 @@ const char *fnn_narrow_select(int level)
 #if FNN_HAVE_X86_DISPATCH
     __builtin_cpu_init();
     const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (level >= 2 && avx2 && __builtin_cpu_supports("avx512f")) {
+    if (level >= FNN_LEVEL_AVX512 && avx2 && __builtin_cpu_supports("avx512f")) {
         static const fnn_narrow_kernels avx512 = {pack_avx2, forward_avx512, weight_grad_avx512,
                                                   single_forward_avx2, single_backward_avx2,
                                                   "avx512"};
         fnn_narrow = avx512;
-    } else if (level >= 1 && avx2) {
+    } else if (level >= FNN_LEVEL_AVX2 && avx2) {
         static const fnn_narrow_kernels avx2_set = {pack_avx2, forward_avx2, weight_grad_avx2,
                                                     single_forward_avx2, single_backward_avx2,
                                                     "avx2"};

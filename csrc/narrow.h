@@ -2,13 +2,8 @@
 #ifndef FASTNN_NARROW_H
 #define FASTNN_NARROW_H
 
+#include "dispatch.h"
 #include "fastnn.h"
-
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#define FNN_HAVE_X86_DISPATCH 1
-#else
-#define FNN_HAVE_X86_DISPATCH 0
-#endif
 
 typedef struct {
     /* wp (n_in x 16) = W zero-padded; bp (16) = b zero-padded (zeros if b is NULL) */

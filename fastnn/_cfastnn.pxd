@@ -35,6 +35,7 @@ cdef extern from "fastnn.h" nogil:
         float *slot1
         float *slot2
     void fnn_optimizer_step(fnn_optimizer *opt, float *w, const float *g, size_t n)
+    void fnn_optimizer_select(int level)
 
     enum: FNN_LAYER_DENSE, FNN_LAYER_ACTIVATION
 

@@ -30,6 +30,7 @@ def select_kernels(level="avx512"):
     """
     if level not in KERNEL_LEVELS:
         raise ValueError(f"level must be one of {KERNEL_LEVELS}, got {level!r}")
+    fnn_optimizer_select(KERNEL_LEVELS.index(level))
     return fnn_narrow_select(KERNEL_LEVELS.index(level)).decode()
 
 
