@@ -67,6 +67,28 @@ AVX2 static void rmsprop_avx2(float *w, const float *g, float *v, size_t n, floa
     }
     if (i < n) rmsprop(w + i, g + i, v + i, n - i, lr, rho, eps);
 }
+
+/* AVX-512: a 14-bit estimate (so one Newton step gives ~2^-27) and masked tails. */
+AVX512 static void rmsprop_avx512(float *w, const float *g, float *v, size_t n, float lr,
+                                  float rho, float eps)
+{
+    const __m512 vrho = _mm512_set1_ps(rho), v1mr = _mm512_set1_ps(1.0f - rho);
+    const __m512 veps = _mm512_set1_ps(eps), vlr = _mm512_set1_ps(lr);
+    const __m512 half = _mm512_set1_ps(0.5f), three_halves = _mm512_set1_ps(1.5f);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        const __m512 gi = _mm512_maskz_loadu_ps(m, g + i);
+        const __m512 vi = _mm512_fmadd_ps(vrho, _mm512_maskz_loadu_ps(m, v + i),
+                                          _mm512_mul_ps(v1mr, _mm512_mul_ps(gi, gi)));
+        _mm512_mask_storeu_ps(v + i, m, vi);
+        const __m512 x = _mm512_add_ps(vi, veps);
+        __m512 r = _mm512_rsqrt14_ps(x);
+        r = _mm512_mul_ps(r, _mm512_fnmadd_ps(_mm512_mul_ps(half, x), _mm512_mul_ps(r, r),
+                                              three_halves));
+        _mm512_mask_storeu_ps(w + i, m, _mm512_fnmadd_ps(_mm512_mul_ps(vlr, gi), r,
+                                                         _mm512_maskz_loadu_ps(m, w + i)));
+    }
+}
 #endif
 
 static rmsprop_fn rmsprop_kernel = rmsprop;
@@ -76,7 +98,10 @@ void fnn_optimizer_select(int level)
     rmsprop_kernel = rmsprop;
 #if FNN_HAVE_X86_DISPATCH
     __builtin_cpu_init();
-    if (level >= FNN_LEVEL_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (level >= FNN_LEVEL_AVX512 && avx2 && __builtin_cpu_supports("avx512f"))
+        rmsprop_kernel = rmsprop_avx512;
+    else if (level >= FNN_LEVEL_AVX2 && avx2)
         rmsprop_kernel = rmsprop_avx2;
 #else
     (void)level;
