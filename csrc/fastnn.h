@@ -52,8 +52,9 @@ void fnn_sgemm_cblas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alph
 int fnn_have_cblas(void);
 
 /* ---- dense layer ---------------------------------------------------------- */
-/* Layers with at most FNN_NARROW units take the register-blocked path when the
- * caller gives scratch and rows of Y at least FNN_NARROW floats apart. */
+/* Without a GEMM, layers run register-blocked kernels one panel of FNN_NARROW
+ * output columns at a time, when the caller gives scratch and row strides of Y (and
+ * dX) of at least the width rounded up to FNN_NARROW. */
 enum { FNN_NARROW = 16 };
 
 /* Picks the narrow kernels, the best the CPU has up to `level`: 2 = AVX-512F,
@@ -61,12 +62,13 @@ enum { FNN_NARROW = 16 };
  * picked ("avx512", "avx2" or "baseline"). */
 const char *fnn_narrow_select(int level);
 
-/* Floats of scratch the narrow path needs for a layer of this shape. */
+/* Floats of scratch the panel path needs for a layer of this shape. */
 size_t fnn_dense_scratch(int64_t n_in, int64_t n_out);
 
 /* Y = act(X . W + b); b may be NULL (no bias). ldx/ldy are row strides.
- * gemm: the GEMM for wide layers (NULL = the portable kernel);
- * scratch: fnn_dense_scratch() floats, or NULL to never take the narrow path. */
+ * gemm: a GEMM (a BLAS) for the products, or NULL for fastnn's own kernels;
+ * scratch: fnn_dense_scratch() floats for the panel kernels, or NULL for the
+ * portable GEMM. */
 void fnn_dense_forward(const float *x, int64_t ldx, const float *w, const float *b, float *y,
                        int64_t ldy, int64_t n, int64_t n_in, int64_t n_out, int act,
                        fnn_sgemm_fn gemm, float *scratch);

@@ -13,11 +13,11 @@ enum { P = FNN_NARROW };
 
 /* ---- baseline: plain loops over 16-float rows --------------------------------- */
 
-static void pack_base(const float *restrict w, const float *restrict b, float *restrict wp,
-                      float *restrict bp, int64_t n_in, int64_t n_out)
+static void pack_base(const float *restrict w, int64_t ldw, const float *restrict b,
+                      float *restrict wp, float *restrict bp, int64_t n_in, int64_t n_out)
 {
     for (int64_t k = 0; k < n_in; k++)
-        for (int64_t j = 0; j < P; j++) wp[k * P + j] = j < n_out ? w[k * n_out + j] : 0.0f;
+        for (int64_t j = 0; j < P; j++) wp[k * P + j] = j < n_out ? w[k * ldw + j] : 0.0f;
     for (int64_t j = 0; j < P; j++) bp[j] = (b && j < n_out) ? b[j] : 0.0f;
 }
 
@@ -107,7 +107,7 @@ static void forward_base(const float *x, int64_t ldx, const float *wp, const flo
 }
 
 static void weight_grad_base(const float *x, int64_t ldx, float *dz, int64_t ldz, float *gw,
-                             float *gb, int64_t n, int64_t n_in, int64_t n_out,
+                             int64_t ldgw, float *gb, int64_t n, int64_t n_in, int64_t n_out,
                              const float *relu_y)
 {
     if (relu_y) /* dz *= relu'(y) = [y > 0], in place, 16 lanes a row */
@@ -124,7 +124,7 @@ static void weight_grad_base(const float *x, int64_t ldx, float *dz, int64_t ldz
         const int64_t rows = n_in - k < 2 ? n_in - k : 2;
         rows16(x + k, 1, ldx, dz, ldz, n, NULL, tmp, P, rows, 0);
         for (int64_t r = 0; r < rows; r++)
-            memcpy(gw + (k + r) * n_out, tmp + r * P, (size_t)n_out * sizeof(float));
+            memcpy(gw + (k + r) * ldgw, tmp + r * P, (size_t)n_out * sizeof(float));
     }
 }
 
@@ -191,13 +191,13 @@ AVX2 static __m256i lane_mask(int64_t count)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), idx);
 }
 
-AVX2 static void pack_avx2(const float *w, const float *b, float *wp, float *bp, int64_t n_in,
-                           int64_t n_out)
+AVX2 static void pack_avx2(const float *w, int64_t ldw, const float *b, float *wp, float *bp,
+                           int64_t n_in, int64_t n_out)
 {
     const __m256i m0 = lane_mask(n_out), m1 = lane_mask(n_out - 8);
     for (int64_t k = 0; k < n_in; k++) { /* masked lanes read nothing and load zero */
-        _mm256_storeu_ps(wp + k * P, _mm256_maskload_ps(w + k * n_out, m0));
-        _mm256_storeu_ps(wp + k * P + 8, _mm256_maskload_ps(w + k * n_out + 8, m1));
+        _mm256_storeu_ps(wp + k * P, _mm256_maskload_ps(w + k * ldw, m0));
+        _mm256_storeu_ps(wp + k * P + 8, _mm256_maskload_ps(w + k * ldw + 8, m1));
     }
     if (b) {
         _mm256_storeu_ps(bp, _mm256_maskload_ps(b, m0));
@@ -224,8 +224,8 @@ AVX2 static void store_row(float *dst, __m256 a0, __m256 a1, int64_t n_out, __m2
  * bias gradient (column sums of dz) rides along in the first pass; a leftover
  * feature splits the rows in two to keep four chains. */
 AVX2 static void weight_grad_avx2(const float *x, int64_t ldx, float *dz, int64_t ldz,
-                                  float *gw, float *gb, int64_t n, int64_t n_in, int64_t n_out,
-                                  const float *relu_y)
+                                  float *gw, int64_t ldgw, float *gb, int64_t n, int64_t n_in,
+                                  int64_t n_out, const float *relu_y)
 {
     if (relu_y) { /* dz *= relu'(y) = [y > 0], in place */
         const __m256 zero = _mm256_setzero_ps();
@@ -266,10 +266,10 @@ AVX2 static void weight_grad_avx2(const float *x, int64_t ldx, float *dz, int64_
             a31 = _mm256_fmadd_ps(v, d1, a31);
         }
         if (bias) store_row(gb, s0, s1, n_out, m0, m1);
-        store_row(gw + k * n_out, a00, a01, n_out, m0, m1);
-        store_row(gw + (k + 1) * n_out, a10, a11, n_out, m0, m1);
-        store_row(gw + (k + 2) * n_out, a20, a21, n_out, m0, m1);
-        store_row(gw + (k + 3) * n_out, a30, a31, n_out, m0, m1);
+        store_row(gw + k * ldgw, a00, a01, n_out, m0, m1);
+        store_row(gw + (k + 1) * ldgw, a10, a11, n_out, m0, m1);
+        store_row(gw + (k + 2) * ldgw, a20, a21, n_out, m0, m1);
+        store_row(gw + (k + 3) * ldgw, a30, a31, n_out, m0, m1);
     }
     for (; k < n_in; k++) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, s0 = a0, s1 = a0, t0 = a0,
@@ -304,7 +304,7 @@ AVX2 static void weight_grad_avx2(const float *x, int64_t ldx, float *dz, int64_
             a1 = _mm256_fmadd_ps(v, d1, a1);
         }
         if (bias) store_row(gb, _mm256_add_ps(s0, t0), _mm256_add_ps(s1, t1), n_out, m0, m1);
-        store_row(gw + k * n_out, _mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), n_out, m0, m1);
+        store_row(gw + k * ldgw, _mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), n_out, m0, m1);
     }
 }
 
@@ -437,8 +437,8 @@ AVX512 static void forward_avx512(const float *x, int64_t ldx, const float *wp, 
  * chains (AVX-512 has 32 registers), stores of n_out lanes. */
 AVX512 static inline __attribute__((always_inline)) void
 weight_grad_block_avx512(const float *x, int64_t ldx, float *dz, int64_t ldz, float *gw,
-                         float *gb, int64_t n, int64_t k, const int C, int64_t n_out,
-                         const float *relu_y)
+                         int64_t ldgw, float *gb, int64_t n, int64_t k, const int C,
+                         int64_t n_out, const float *relu_y)
 {
     __m512 a[16], s = _mm512_setzero_ps();
     for (int r = 0; r < C; r++) a[r] = _mm512_setzero_ps();
@@ -455,19 +455,20 @@ weight_grad_block_avx512(const float *x, int64_t ldx, float *dz, int64_t ldz, fl
         for (int r = 0; r < C; r++) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(xi[r]), d, a[r]);
     }
     const __mmask16 m = (__mmask16)((1u << n_out) - 1u);
-    for (int r = 0; r < C; r++) _mm512_mask_storeu_ps(gw + (k + r) * n_out, m, a[r]);
+    for (int r = 0; r < C; r++) _mm512_mask_storeu_ps(gw + (k + r) * ldgw, m, a[r]);
     if (gb) _mm512_mask_storeu_ps(gb, m, s);
 }
 
 #define WG_CASE(c) \
     case c:                                                                            \
-        weight_grad_block_avx512(x, ldx, dz, ldz, gw, k == 0 ? gb : NULL, n, k, c, n_out,  \
+        weight_grad_block_avx512(x, ldx, dz, ldz, gw, ldgw, k == 0 ? gb : NULL, n, k, c,   \
+                                 n_out,                                                    \
                                  k == 0 ? relu_y : NULL);                                  \
         break;
 
 AVX512 static void weight_grad_avx512(const float *x, int64_t ldx, float *dz, int64_t ldz,
-                                      float *gw, float *gb, int64_t n, int64_t n_in,
-                                      int64_t n_out, const float *relu_y)
+                                      float *gw, int64_t ldgw, float *gb, int64_t n,
+                                      int64_t n_in, int64_t n_out, const float *relu_y)
 {
     for (int64_t k = 0; k < n_in; k += 16) {
         switch (n_in - k < 16 ? (int)(n_in - k) : 16) { /* one specialised pass per width */

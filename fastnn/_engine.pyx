@@ -127,7 +127,7 @@ def sgemm(cnp.ndarray a, cnp.ndarray b, bint trans_a=False, bint trans_b=False,
     return c
 
 
-PATHS = ("auto", "narrow", "portable", "blas")
+PATHS = ("auto", "panels", "narrow", "portable", "blas")
 
 
 cdef int _path_check(str path) except -1:
@@ -140,13 +140,21 @@ cdef int64_t _pad(int64_t width) noexcept nogil:
     return (width + FNN_NARROW - 1) // FNN_NARROW * FNN_NARROW
 
 
+cdef bint _uses_panels(str path, int64_t n_out) except -1:
+    """path "panels"/"auto": fastnn's panel kernels; "narrow": the same, for layers
+    of at most 16 units only; "portable": the plain portable GEMM; "blas": the BLAS."""
+    if path == "narrow" and n_out > FNN_NARROW:
+        raise ValueError(f"the narrow path takes at most {FNN_NARROW} units, got {n_out}")
+    return path in ("auto", "panels", "narrow")
+
+
 def dense_forward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=None, activation="linear",
                   bint use_blas=False, str path="auto"):
     """act(x . w + b) as a new (n, units) float32 array.
 
-    path: "narrow" (register-blocked, units <= 16), "portable" (fastnn's GEMM),
-    "blas" (the registered CBLAS), or "auto" (narrow when units <= 16, else portable).
-    use_blas=True is path="blas".
+    path: "panels" or "auto" (fastnn's register-blocked kernels, 16 columns at a time),
+    "narrow" (the same, at most 16 units), "portable" (the plain portable GEMM), "blas"
+    (the registered CBLAS). use_blas=True is path="blas".
     """
     cdef int act = _act_id(activation)
     if use_blas:
@@ -161,13 +169,11 @@ def dense_forward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=None, activation="
     if b is not None:
         _check_shape(b, "b", (n_out,))
         bp = fptr(b)
-    cdef bint use_narrow = path == "narrow" or (path == "auto" and n_out <= FNN_NARROW)
-    if use_narrow and n_out > FNN_NARROW:
-        raise ValueError(f"the narrow path takes at most {FNN_NARROW} units, got {n_out}")
-    cdef int64_t ldy = _pad(n_out) if use_narrow else n_out
+    cdef bint use_panels = _uses_panels(path, n_out)
+    cdef int64_t ldy = _pad(n_out) if use_panels else n_out
     cdef cnp.ndarray y = np.empty((n, ldy), dtype=np.float32)
     cdef cnp.ndarray scratch = np.empty(fnn_dense_scratch(n_in, n_out), dtype=np.float32)
-    cdef float *sp = fptr(scratch) if use_narrow else NULL
+    cdef float *sp = fptr(scratch) if use_panels else NULL
     cdef fnn_sgemm_fn mm = _gemm(path == "blas")
     if n:
         with nogil:
@@ -190,12 +196,10 @@ def dense_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray y, cnp.ndarray gy,
         raise ValueError(f"x {_shape(x)} and w {_shape(w)} do not chain")
     _check_shape(y, "y", (n, n_out))
     _check_shape(gy, "gy", (n, n_out))
-    cdef bint use_narrow = path == "narrow" or (path == "auto" and n_out <= FNN_NARROW)
-    if use_narrow and n_out > FNN_NARROW:
-        raise ValueError(f"the narrow path takes at most {FNN_NARROW} units, got {n_out}")
-    # the narrow path reads rows 16 wide: pad y and dz (and gx when the input is narrow)
-    cdef int64_t ldy = _pad(n_out) if use_narrow else n_out
-    cdef int64_t ldgx = _pad(n_in) if use_narrow else n_in
+    cdef bint use_panels = _uses_panels(path, n_out)
+    # the panel kernels read and write whole 16-column panels: pad y, dz and gx
+    cdef int64_t ldy = _pad(n_out) if use_panels else n_out
+    cdef int64_t ldgx = _pad(n_in) if use_panels else n_in
     cdef cnp.ndarray yp = np.zeros((n, ldy), dtype=np.float32)
     cdef cnp.ndarray dz = np.zeros((n, ldy), dtype=np.float32)
     yp[:, :n_out] = y
@@ -204,7 +208,7 @@ def dense_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray y, cnp.ndarray gy,
     cdef cnp.ndarray gw = np.empty((n_in, n_out), dtype=np.float32)
     cdef cnp.ndarray gb = np.empty((n_out,), dtype=np.float32)
     cdef cnp.ndarray scratch = np.empty(fnn_dense_scratch(n_in, n_out), dtype=np.float32)
-    cdef float *sp = fptr(scratch) if use_narrow else NULL
+    cdef float *sp = fptr(scratch) if use_panels else NULL
     cdef float *gbp = fptr(gb) if use_bias else NULL
     cdef fnn_sgemm_fn mm = _gemm(path == "blas")
     if n:

@@ -766,7 +766,7 @@ def run_l512(quick=None):
     secs = _timed("L512", quick, impls, **kw)
     flop = 3 * 2.0 * L_BATCH * L_WIDTH * L_WIDTH
     rows = []
-    for impl, label in (("fastnn-blas", "BLAS"), ("fastnn-portable", "portable")):
+    for impl, label in (("fastnn-blas", "BLAS"), ("fastnn-portable", "no BLAS")):
         if impl not in secs:
             continue
         ratio = _speedup(secs["numpy"], secs[impl])

@@ -58,11 +58,12 @@ def test_sgemm_blas_is_registered(blas):
 
 
 # ---- dense_forward / dense_backward -----------------------------------------------------------
-# Paths: "narrow" (register-blocked, units <= 16, rows padded to 16), "portable" (fastnn's
-# GEMM), "blas" (the registered CBLAS) and "auto". The narrow kernels exist twice (AVX2+FMA
-# and a baseline): the `kernels` fixture runs a test under each.
+# Paths: "panels" (fastnn's register-blocked kernels, 16 output columns at a time, rows
+# padded to whole panels), "narrow" (the same, units <= 16), "portable" (the plain portable
+# GEMM), "blas" (the registered CBLAS) and "auto" (= panels). The panel kernels exist three
+# times (AVX-512, AVX2+FMA, baseline): the `kernels` fixture runs a test under each.
 
-PATHS = ["auto", "narrow", "portable", "blas"]
+PATHS = ["auto", "panels", "narrow", "portable", "blas"]
 
 # (n, n_in, n_out): wide layers, and narrow ones around the kernels' blocking (rows by 4
 # and 2, input features by 4, 8-lane halves of the 16-wide panel, n_in <= 16 or not)
@@ -206,7 +207,7 @@ def test_dense_paths_agree(rng, size):
     import fastnn._blas
     x, w, b = _dense_data(rng, *size)
     gy = rng.standard_normal((size[0], size[2])).astype(np.float32)
-    paths = ["portable"] + (["narrow"] if size[2] <= 16 else []) + \
+    paths = ["portable", "panels"] + (["narrow"] if size[2] <= 16 else []) + \
         (["blas"] if fastnn._blas.available() else [])
     outs = {}
     for path in paths:
@@ -480,8 +481,8 @@ def test_dense_forward_errors():
         _engine.dense_forward(np.ones(20, np.float32), w, b)
     with pytest.raises(ValueError, match=r"unknown activation 'softmax'; valid: "):
         _engine.dense_forward(x, w, b, "softmax")
-    with pytest.raises(ValueError, match=r"path must be one of \('auto', 'narrow', 'portable', "
-                                         r"'blas'\), got 'fast'"):
+    with pytest.raises(ValueError, match=r"path must be one of \('auto', 'panels', 'narrow', "
+                                         r"'portable', 'blas'\), got 'fast'"):
         _engine.dense_forward(x, w, b, path="fast")
     w17 = np.ones((5, 17), np.float32)
     with pytest.raises(ValueError, match=r"the narrow path takes at most 16 units, got 17"):
@@ -572,7 +573,7 @@ def test_kernels_reject_byteswapped_float32(case):
         BYTESWAP_CASES[case](a)
 
 
-@pytest.mark.parametrize("path", ["narrow", "portable"])
+@pytest.mark.parametrize("path", ["narrow", "panels", "portable"])
 def test_relu_keeps_nan_in_every_path(rng, kernels, path):
     """relu(NaN) is NaN as in NumPy/Keras, also where relu is fused into a kernel's stores."""
     x, w, b = _dense_data(rng, 11, 5, 7)

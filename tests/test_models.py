@@ -3,6 +3,7 @@ references, seeding, callbacks, training quality, and whole-model gradient check
 import numpy as np
 import pytest
 
+import fastnn._blas
 from fastnn import Input, Model, Sequential, _engine, optimizers, utils
 from fastnn.callbacks import Callback, EarlyStopping
 from fastnn.layers import Activation, Dense, InputLayer, ReLU
@@ -834,11 +835,13 @@ def _wide_model(seed):
 
 
 def test_blas_path_matches_portable_path(rng, ref, blas, monkeypatch):
+    """The same wide model trained on the BLAS and on fastnn's panel kernels (each forced
+    by moving the crossover) gives the same weights, and both match a NumPy reference."""
     x = rng.standard_normal((64, 300)).astype(np.float32)
     y = rng.standard_normal((64, 10)).astype(np.float32)
+    monkeypatch.setattr(plan, "BLAS_MIN_MACS", 1)
     a = _wide_model(0)
     a.compile(optimizer=optimizers.SGD(learning_rate=0.05), loss="mse")
-    assert 32 * 300 * 200 >= plan.BLAS_MIN_MACS
     specs_a = plan.layer_specs(a._chain, a._offsets, 32)
     assert [s[-1] for s in specs_a] == [True, False]  # first layer on the BLAS
     w0 = a.get_weights()
@@ -913,3 +916,15 @@ def test_train_on_batch_is_one_step_of_fit(rng):
     assert len(a._nets) <= 3
     with pytest.raises(ValueError, match="13 features"):
         a.train_on_batch(x[:, :5], y)
+
+
+def test_blas_crossover_rule(monkeypatch):
+    monkeypatch.setattr(fastnn._blas, "available", lambda: True)
+    assert not plan.use_blas(1024, 784, 16)          # one panel: never a GEMM
+    assert not plan.use_blas(32, 256, 256)           # 2M multiply-adds: the panel kernels
+    assert plan.use_blas(32, 512, 512)               # 8M: the BLAS
+    assert plan.use_blas(128, 784, 512)
+    assert not plan.use_blas(8, 32, 32)              # small batch, small layer
+    assert plan.use_blas(8, 64, 64)                  # small batch: W^T repacking dominates
+    monkeypatch.setattr(fastnn._blas, "available", lambda: False)
+    assert not plan.use_blas(128, 784, 512)

@@ -7,12 +7,28 @@ from fastnn import _blas, _engine
 from fastnn.layers.activation import Activation
 from fastnn.layers.core import Dense
 
-# A wide layer's GEMMs (more than 16 units; narrower ones always take the narrow
-# kernels) go to the BLAS when batch*in*out reaches this many multiply-adds.
-# bench/calibrate_blas.py on the 2-core dev machine: below ~4k the two are level
-# (call overhead dominates), from there OpenBLAS is 1.5-2x faster at 13x32 and
-# 3-8x faster from 64x64 up, at every batch size >= 8.
-BLAS_MIN_MACS = 1 << 12
+# Whether a layer's products go to the BLAS rather than fastnn's panel kernels, from
+# bench/calibrate_blas.py on the 2-core dev machine (forward + backward, one layer):
+# - the panel kernels (one thread) beat OpenBLAS up to ~2M multiply-adds per call at
+#   batch 32-128 (0.8-0.95x its time); from ~8M OpenBLAS, on both cores, is 1.4-1.6x
+#   faster: the BLAS takes batch*in*out >= BLAS_MIN_MACS;
+# - below 16 rows the panel path's per-call repacking of W^T (in*out values, whatever
+#   the batch) dominates and OpenBLAS wins from 64x64 (1.2-2.6x): in*out >= 4096 there.
+# Layers of <= 16 units are one panel and never use a GEMM.
+BLAS_MIN_MACS = 1 << 22
+SMALL_BATCH, SMALL_BATCH_MIN_WEIGHTS = 16, 1 << 12
+
+
+def use_blas(batch, n_in, n_out):
+    """True if a dense layer of this shape, run on batches of `batch` rows, should call
+    the BLAS (when one was found) instead of the panel kernels."""
+    if n_out <= _engine.NARROW:
+        return False
+    if batch < SMALL_BATCH:
+        wins = n_in * n_out >= SMALL_BATCH_MIN_WEIGHTS
+    else:
+        wins = batch * n_in * n_out >= BLAS_MIN_MACS
+    return wins and _blas.available()
 
 
 def flatten_weights(layers):
@@ -41,11 +57,9 @@ def layer_specs(layers, offsets, max_batch):
     for layer in layers:
         if isinstance(layer, Dense):
             n_in, n_out = layer.kernel.shape
-            use_blas = (n_out > _engine.NARROW and max_batch * n_in * n_out >= BLAS_MIN_MACS
-                        and _blas.available())
             specs.append([n_in, n_out, layer.activation, layer.use_bias,
                           offsets[(id(layer), "kernel")],
-                          offsets.get((id(layer), "bias"), 0), use_blas])
+                          offsets.get((id(layer), "bias"), 0), use_blas(max_batch, n_in, n_out)])
             fusable = layer.activation == "linear"
         elif isinstance(layer, Activation):
             if fusable:
