@@ -1,10 +1,12 @@
-/* narrow.c - register-blocked kernels for layers of at most 16 units.
+/* narrow.c - register-blocked kernels for a panel of at most 16 output columns: a
+ * whole layer of <= 16 units, or one panel of a wider layer (dense.c loops over them).
  *
- * W arrives packed as a zero-padded (n_in x 16) panel (or W^T as (n_out x 16)),
- * rows of Y and dL/dZ are 16 floats apart, so every row is exactly two 8-float
- * vectors. Each kernel exists twice: AVX2+FMA intrinsics (four rows in eight ymm
- * accumulators that stay in registers) and a portable baseline for any x86-64 or
- * other CPU (128-bit GCC vectors: SSE2 on x86-64, NEON on ARM; plain loops elsewhere). fnn_narrow_select() picks one set at start-up. */
+ * W arrives packed as a zero-padded (n_in x 16) panel (or W^T as (n_out x 16)), rows
+ * of Y and dL/dZ hold whole panels, so a panel row is one 16-float vector (two 8-float
+ * ones). Each kernel exists three times: AVX-512F (eight rows or eight inputs per pass,
+ * one zmm each), AVX2+FMA (four rows in eight ymm accumulators), and a portable
+ * baseline for any x86-64 or other CPU (128-bit GCC vectors: SSE2 on x86-64, NEON on
+ * ARM; plain loops elsewhere). fnn_narrow_select() picks one set at start-up. */
 #include <string.h>
 
 #include "narrow.h"
