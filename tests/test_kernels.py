@@ -157,6 +157,18 @@ def test_dense_backward_narrow_kernels(rng, ref, kernels, size, activation, use_
     _check_dense_backward(rng, ref, size, activation, use_bias, "narrow")
 
 
+# wide layers on the panel kernels: several 16-column panels, a partial last one, inputs
+# above and below 16 (dX in panels of W^T), rows around the 8/4/2 row blocks
+PANEL_SIZES = [(9, 20, 37), (5, 33, 17), (12, 3, 40), (1, 16, 32)]
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "tanh"])
+@pytest.mark.parametrize("size", PANEL_SIZES, ids=lambda s: "x".join(map(str, s)))
+def test_dense_panels_under_each_kernel_set(rng, ref, kernels, size, activation):
+    _check_dense_forward(rng, ref, size, activation, True, "panels")
+    _check_dense_backward(rng, ref, size, activation, True, "panels")
+
+
 FD_SIZES = [(5, 4, 3), (6, 18, 11)]
 
 
