@@ -67,7 +67,8 @@ PATHS = ["auto", "panels", "narrow", "portable", "blas"]
 
 # (n, n_in, n_out): wide layers, and narrow ones around the kernels' blocking (rows by 4
 # and 2, input features by 4, 8-lane halves of the 16-wide panel, n_in <= 16 or not)
-DENSE_SIZES = [(1, 1, 1), (4, 13, 10), (32, 10, 1), (17, 33, 257), (64, 300, 200), (3, 5, 20)]
+DENSE_SIZES = [(1, 1, 1), (4, 13, 10), (32, 10, 1), (17, 33, 257), (64, 300, 200), (3, 5, 20),
+               (1000, 17, 33)]
 NARROW_SIZES = [(1, 1, 1), (2, 3, 7), (3, 4, 8), (4, 5, 9), (5, 13, 10), (7, 16, 15),
                 (32, 10, 16), (33, 17, 16), (9, 40, 3), (6, 2, 12), (1, 16, 16), (35, 13, 1)]
 
