@@ -25,7 +25,9 @@ class Sequential(Model):
             raise ValueError(f"Layer '{layer.name}' is already in model '{self.name}'")
         if self._input_layer is None and not self._chain and not self._pending \
                 and layer._batch_input_shape is not None:
-            self._input_layer = InputLayer(layer._batch_input_shape[1:])
+            # tf.keras names the implicit input after the first layer: "dense_input"
+            self._input_layer = InputLayer(layer._batch_input_shape[1:],
+                                           name=f"{layer.name}_input")
         self._pending.append(layer)
         if self._input_layer is not None:
             self._build_pending()
@@ -60,7 +62,7 @@ class Sequential(Model):
     def _build_from_data(self, n_features):
         if not self._pending:
             raise ValueError(f"Model '{self.name}' has no layers")
-        self._input_layer = InputLayer((n_features,))
+        self._input_layer = InputLayer((n_features,), name=f"{self._pending[0].name}_input")
         self._build_pending()
 
     @property
