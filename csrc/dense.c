@@ -67,12 +67,25 @@ void fnn_dense_forward(const float *x, int64_t ldx, const float *w, const float 
 }
 
 FNN_CLONES
-static void column_sums(const float *restrict g, int64_t ldg, float *restrict out, int64_t n,
-                        int64_t m)
+static void add_row(float *restrict sum, const float *restrict row, int64_t m)
 {
-    memset(out, 0, (size_t)m * sizeof(float));
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < m; j++) out[j] += g[i * ldg + j];
+    for (int64_t j = 0; j < m; j++) sum[j] += row[j];
+}
+
+/* gy := dL/dz = gy * act'(y) and, if gb, gb = column sums of dz: one pass over the rows,
+ * each summed while it is still in L1 */
+static void act_backward_and_bias_grad(int act, const float *y, float *gy, int64_t ldy,
+                                       float *gb, int64_t n, int64_t n_out)
+{
+    if (!gb) {
+        if (n > 0) fnn_act_backward(act, y, gy, (size_t)((n - 1) * ldy + n_out));
+        return;
+    }
+    memset(gb, 0, (size_t)n_out * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {
+        fnn_act_backward(act, y + i * ldy, gy + i * ldy, (size_t)n_out);
+        add_row(gb, gy + i * ldy, n_out);
+    }
 }
 
 /* gx = dz . W^T, panel by panel of gx's columns: each panel of W^T (n_out x 16,
@@ -97,28 +110,26 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
                         int64_t ldy, float *gx, int64_t ldgx, float *gw, float *gb, int64_t n,
                         int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm, float *scratch)
 {
-    const int single_path = single(n_in, n_out, ldx, ldy, scratch) && (!gx || ldgx >= P);
-    const int panel_path = !single_path && panels(n_out, ldy, gemm, scratch) &&
-                           (!gx || ldgx >= pad(n_in));
-    /* gy := dL/dz, over the rows and the padding between them; the panel kernels
-     * apply relu' inside the weight-gradient pass instead of in a pass of its own */
-    const int fused_relu = panel_path && act == FNN_ACT_RELU;
-    if (n > 0 && !fused_relu) fnn_act_backward(act, y, gy, (size_t)((n - 1) * ldy + n_out));
-    if (single_path) {
+    if (single(n_in, n_out, ldx, ldy, scratch) && (!gx || ldgx >= P)) {
+        if (n > 0) fnn_act_backward(act, y, gy, (size_t)((n - 1) * ldy + n_out));
         fnn_narrow.single_backward(x, ldx, w, gy, ldy, gx, ldgx, gw, gb, n, n_in);
         return;
     }
-    if (panel_path) {
-        for (int64_t j = 0; j < n_out; j += P) { /* dW and db (and relu'), a panel at a time */
-            const int64_t width = n_out - j < P ? n_out - j : P;
-            fnn_narrow.weight_grad(x, ldx, gy + j, ldy, gw + j, n_out, gb ? gb + j : NULL, n,
-                                   n_in, width, fused_relu ? y + j : NULL);
-        }
-        if (gx) input_grad_panels(gy, ldy, w, gx, ldgx, n, n_in, n_out, scratch);
+    if (!panels(n_out, ldy, gemm, scratch) || (gx && ldgx < pad(n_in))) { /* the GEMM */
+        act_backward_and_bias_grad(act, y, gy, ldy, gb, n, n_out);
+        fnn_sgemm_fn mm = gemm ? gemm : fnn_sgemm_portable;
+        mm(1, 0, n_in, n_out, n, 1.0f, x, ldx, gy, ldy, 0.0f, gw, n_out); /* dW = X^T . dz */
+        if (gx) mm(0, 1, n, n_in, n_out, 1.0f, gy, ldy, w, n_out, 0.0f, gx, ldgx); /* dz . W^T */
         return;
     }
-    fnn_sgemm_fn mm = gemm ? gemm : fnn_sgemm_portable;
-    if (gb) column_sums(gy, ldy, gb, n, n_out); /* db = sum_rows dz */
-    mm(1, 0, n_in, n_out, n, 1.0f, x, ldx, gy, ldy, 0.0f, gw, n_out); /* dW = X^T . dz */
-    if (gx) mm(0, 1, n, n_in, n_out, 1.0f, gy, ldy, w, n_out, 0.0f, gx, ldgx); /* dX = dz . W^T */
+    /* the panel kernels apply relu' inside the weight-gradient pass; other activations'
+     * derivatives take a pass over the rows and the padding between them */
+    const int fused_relu = act == FNN_ACT_RELU;
+    if (n > 0 && !fused_relu) fnn_act_backward(act, y, gy, (size_t)((n - 1) * ldy + n_out));
+    for (int64_t j = 0; j < n_out; j += P) { /* dW and db (and relu'), a panel at a time */
+        const int64_t width = n_out - j < P ? n_out - j : P;
+        fnn_narrow.weight_grad(x, ldx, gy + j, ldy, gw + j, n_out, gb ? gb + j : NULL, n, n_in,
+                               width, fused_relu ? y + j : NULL);
+    }
+    if (gx) input_grad_panels(gy, ldy, w, gx, ldgx, n, n_in, n_out, scratch);
 }
