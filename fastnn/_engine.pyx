@@ -12,6 +12,8 @@ cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t, intptr_t
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memset
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
+                               PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
 
 from fastnn._cfastnn cimport *
 
@@ -320,8 +322,11 @@ cdef class Net:
     params/grads: flat float32 buffers owned by the model (the layers' weights
     are views into params). The arena holds max_batch rows per layer output and
     gradient, plus the gathered inputs and targets: nothing is allocated per step.
+    Calls run without the GIL and share that arena, so each holds the net's lock:
+    threads predicting with one model take turns instead of mixing activations.
     """
     cdef fnn_net net
+    cdef PyThread_type_lock lock
     cdef fnn_layer *layer_specs
     cdef float **act_ptrs
     cdef float **delta_ptrs
@@ -331,12 +336,17 @@ cdef class Net:
     cdef cnp.npy_intp out_dims[2]
 
     def __cinit__(self):
+        self.lock = PyThread_allocate_lock()
+        if self.lock == NULL:
+            raise MemoryError()
         self.layer_specs = NULL
         self.act_ptrs = NULL
         self.delta_ptrs = NULL
         self.lds = NULL
 
     def __dealloc__(self):
+        if self.lock != NULL:
+            PyThread_free_lock(self.lock)
         free(self.lds)
         free(self.layer_specs)
         free(self.act_ptrs)
@@ -441,7 +451,9 @@ cdef class Net:
         self.out_dims[0] = n
         cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, self.out_dims, cnp.NPY_FLOAT32, 0)
         with nogil:
+            PyThread_acquire_lock(self.lock, WAIT_LOCK)
             fnn_net_predict(&self.net, fptr(x), n, fptr(out))
+            PyThread_release_lock(self.lock)
         return out
 
     cdef int64_t *_perm_ptr(self, cnp.ndarray perm, int64_t n) except? NULL:
@@ -486,8 +498,10 @@ cdef class Net:
         memset(&tot, 0, sizeof(tot))
         cdef int status
         with nogil:
+            PyThread_acquire_lock(self.lock, WAIT_LOCK)
             status = fnn_net_train_epoch(&self.net, &opt.opt, fptr(x), fptr(y), pp, n, batch,
                                          mids, nm, &tot)
+            PyThread_release_lock(self.lock)
         return tot.loss_sum, [tot.metric_sum[l] for l in range(nm)], tot.rows, bool(status)
 
     def train(self, cnp.ndarray x, cnp.ndarray y, OptimizerState opt, int batch, int epochs,
@@ -514,8 +528,10 @@ cdef class Net:
         cdef int done, e, j
         try:
             with nogil:
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
                 done = fnn_net_train(&self.net, &opt.opt, fptr(x), fptr(y), pp,
                                      &state if shuffle else NULL, n, batch, epochs, mids, nm, tp)
+                PyThread_release_lock(self.lock)
             losses = [tp[e].loss_sum / tp[e].rows for e in range(done)]
             metric_means = [[tp[e].metric_sum[j] / tp[e].rows for j in range(nm)]
                             for e in range(done)]
@@ -538,7 +554,9 @@ cdef class Net:
         for l in range(4):
             tot.metric_sum[l] = 0
         with nogil:
+            PyThread_acquire_lock(self.lock, WAIT_LOCK)
             fnn_net_evaluate(&self.net, fptr(x), fptr(y), n, batch, mids, nm, &tot)
+            PyThread_release_lock(self.lock)
         return tot.loss_sum, [tot.metric_sum[l] for l in range(nm)], tot.rows
 
     cdef int _metric_ids(self, tuple metrics, int *mids) except -1:

@@ -950,3 +950,28 @@ def test_fit_memory_stays_flat_across_epochs(rng):
         tracemalloc.stop()
     assert (peak - before) / 2**20 < 1.0, f"peak grew by {(peak - before) / 2**20:.1f} MB"
     assert (current - before) / 2**20 < 0.1
+
+
+def test_threads_predicting_with_one_model_get_their_own_answers(rng):
+    """predict runs without the GIL on an arena shared by the model's calls: threads
+    predicting at once must each get the answer for their own rows."""
+    import threading
+    utils.set_random_seed(8)
+    model = Sequential([Dense(64, input_shape=(32,), activation="relu"),
+                        Dense(10, activation="tanh"), Dense(3)])
+    inputs = [rng.standard_normal((700, 32)).astype(np.float32) for _ in range(4)]
+    expected = [model.predict(x) for x in inputs]
+    failures = []
+
+    def worker(k):
+        for _ in range(60):
+            if not np.array_equal(model.predict(inputs[k]), expected[k]):
+                failures.append(k)
+                return
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
