@@ -11,6 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* MSVC spells C99's restrict __restrict unless compiling as C11. */
+#if defined(_MSC_VER) && !defined(__cplusplus) && !defined(restrict)
+#define restrict __restrict
+#endif
+
 /* Runtime dispatch: an AVX2+FMA clone and a baseline x86-64 clone of the hot
  * loops, picked by the loader. Other compilers and targets get the plain path. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
