@@ -1,11 +1,13 @@
-/* activations.c - elementwise activations, forward and backward side by side.
- * Backward is written in terms of the forward output y, so layers keep only y. */
+/* activations.c - activations, forward and backward side by side.
+ * Backward is written in terms of the forward output y, so layers keep only y.
+ * All but softmax are elementwise and run as one flat pass over the rows and the
+ * padding between them (padding is the caller's own, never read); softmax is per row. */
 #include <math.h>
 
 #include "fastnn.h"
 
 FNN_CLONES
-void fnn_act_forward(int act, float *y, size_t n)
+static void elementwise_forward(int act, float *y, size_t n)
 {
     size_t i;
     switch (act) {
@@ -24,7 +26,7 @@ void fnn_act_forward(int act, float *y, size_t n)
 }
 
 FNN_CLONES
-void fnn_act_backward(int act, const float *y, float *g, size_t n)
+static void elementwise_backward(int act, const float *y, float *g, size_t n)
 {
     size_t i;
     switch (act) {
@@ -40,4 +42,45 @@ void fnn_act_backward(int act, const float *y, float *g, size_t n)
     default:
         break;
     }
+}
+
+/* y_j = e^(z_j - max z) / sum_k e^(z_k - max z), per row */
+static void softmax_forward(float *y, int64_t ldy, int64_t n, int64_t m)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float *r = y + i * ldy, top = r[0], sum = 0.0f;
+        for (int64_t j = 1; j < m; j++) top = r[j] > top ? r[j] : top;
+        for (int64_t j = 0; j < m; j++) sum += (r[j] = expf(r[j] - top));
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < m; j++) r[j] *= inv;
+    }
+}
+
+/* dz_j = y_j (g_j - sum_k g_k y_k), per row (the softmax Jacobian times g) */
+static void softmax_backward(const float *y, float *g, int64_t ldy, int64_t n, int64_t m)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float *yr = y + i * ldy;
+        float *gr = g + i * ldy, dot = 0.0f;
+        for (int64_t j = 0; j < m; j++) dot += gr[j] * yr[j];
+        for (int64_t j = 0; j < m; j++) gr[j] = yr[j] * (gr[j] - dot);
+    }
+}
+
+void fnn_act_forward(int act, float *y, int64_t ldy, int64_t n, int64_t m)
+{
+    if (n <= 0) return;
+    if (act == FNN_ACT_SOFTMAX)
+        softmax_forward(y, ldy, n, m);
+    else
+        elementwise_forward(act, y, (size_t)((n - 1) * ldy + m));
+}
+
+void fnn_act_backward(int act, const float *y, float *g, int64_t ldy, int64_t n, int64_t m)
+{
+    if (n <= 0) return;
+    if (act == FNN_ACT_SOFTMAX)
+        softmax_backward(y, g, ldy, n, m);
+    else
+        elementwise_backward(act, y, g, (size_t)((n - 1) * ldy + m));
 }

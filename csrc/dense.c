@@ -62,8 +62,7 @@ void fnn_dense_forward(const float *x, int64_t ldx, const float *w, const float 
         (gemm ? gemm : fnn_sgemm_portable)(0, 0, n, n_out, n_in, 1.0f, x, ldx, w, n_out,
                                            b ? 1.0f : 0.0f, y, ldy);
     }
-    /* one pass over the rows and the padding between them (ours, never read) */
-    if (n > 0) fnn_act_forward(act, y, (size_t)((n - 1) * ldy + n_out));
+    fnn_act_forward(act, y, ldy, n, n_out);
 }
 
 FNN_CLONES
@@ -78,12 +77,12 @@ static void act_backward_and_bias_grad(int act, const float *y, float *gy, int64
                                        float *gb, int64_t n, int64_t n_out)
 {
     if (!gb) {
-        if (n > 0) fnn_act_backward(act, y, gy, (size_t)((n - 1) * ldy + n_out));
+        fnn_act_backward(act, y, gy, ldy, n, n_out);
         return;
     }
     memset(gb, 0, (size_t)n_out * sizeof(float));
     for (int64_t i = 0; i < n; i++) {
-        fnn_act_backward(act, y + i * ldy, gy + i * ldy, (size_t)n_out);
+        fnn_act_backward(act, y + i * ldy, gy + i * ldy, ldy, 1, n_out);
         add_row(gb, gy + i * ldy, n_out);
     }
 }
@@ -111,7 +110,7 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
                         int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm, float *scratch)
 {
     if (single(n_in, n_out, ldx, ldy, scratch) && (!gx || ldgx >= P)) {
-        if (n > 0) fnn_act_backward(act, y, gy, (size_t)((n - 1) * ldy + n_out));
+        fnn_act_backward(act, y, gy, ldy, n, n_out);
         fnn_narrow.single_backward(x, ldx, w, gy, ldy, gx, ldgx, gw, gb, n, n_in);
         return;
     }
@@ -125,7 +124,7 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
     /* the panel kernels apply relu' inside the weight-gradient pass; other activations'
      * derivatives take a pass over the rows and the padding between them */
     const int fused_relu = act == FNN_ACT_RELU;
-    if (n > 0 && !fused_relu) fnn_act_backward(act, y, gy, (size_t)((n - 1) * ldy + n_out));
+    if (!fused_relu) fnn_act_backward(act, y, gy, ldy, n, n_out);
     for (int64_t j = 0; j < n_out; j += P) { /* dW and db (and relu'), a panel at a time */
         const int64_t width = n_out - j < P ? n_out - j : P;
         fnn_narrow.weight_grad(x, ldx, gy + j, ldy, gw + j, n_out, gb ? gb + j : NULL, n, n_in,

@@ -78,7 +78,7 @@ static void forward(const fnn_net *net, const float *x0, int64_t ldx0, int64_t r
         const int64_t ldout = net->ld[l + 1];
         if (L->kind == FNN_LAYER_ACTIVATION) {
             copy_rows(out, ldout, in, ldin, rows, L->n_out);
-            fnn_act_forward(L->act, out, (size_t)((rows - 1) * ldout + L->n_out));
+            fnn_act_forward(L->act, out, ldout, rows, L->n_out);
         } else {
             fnn_dense_forward(in, ldin, net->params + L->w_off,
                               L->use_bias ? net->params + L->b_off : NULL, out, ldout, rows,
@@ -96,7 +96,7 @@ static void backward(const fnn_net *net, int64_t rows)
         float *gy = net->deltas[l + 1];
         const int64_t ldy = net->ld[l + 1];
         if (L->kind == FNN_LAYER_ACTIVATION) {
-            fnn_act_backward(L->act, net->acts[l + 1], gy, (size_t)((rows - 1) * ldy + L->n_out));
+            fnn_act_backward(L->act, net->acts[l + 1], gy, ldy, rows, L->n_out);
             if (l > 0) copy_rows(net->deltas[l], net->ld[l], gy, ldy, rows, L->n_out);
             continue;
         }
@@ -107,23 +107,34 @@ static void backward(const fnn_net *net, int64_t rows)
     }
 }
 
-static double metric(int kind, const float *p, int64_t ldp, const float *t, int64_t n, int64_t m,
-                     int loss)
+/* Accuracy follows Keras' choice by target shape: integer labels (tw == 1, m > 1):
+ * argmax == label; distributions (tw == m > 1): argmax == argmax; one output: binary at
+ * 0.5 (at 0 on logits, when the sigmoid sits in the loss). MSE/MAE need tw == m. */
+static double metric(int kind, const float *p, int64_t ldp, const float *t, int64_t tw,
+                     int64_t n, int64_t m, int loss)
 {
     if (kind == FNN_METRIC_ACCURACY) {
         int64_t hits = 0;
+        const float threshold = loss == FNN_LOSS_BCE_LOGITS ? 0.0f : 0.5f;
         for (int64_t i = 0; i < n; i++) {
-            const float *pi = p + i * ldp;
+            const float *pi = p + i * ldp, *ti = t + i * tw;
+            if (m == 1) {
+                hits += (pi[0] > threshold) == (ti[0] > 0.5f);
+                continue;
+            }
             int64_t best = 0;
-            if (loss == FNN_LOSS_SPARSE_CCE_LOGITS || m > 1) {
-                for (int64_t j = 1; j < m; j++) best = pi[j] > pi[best] ? j : best;
-                hits += best == (int64_t)t[i];
-            } else { /* one output: binary accuracy at threshold 0.5 */
-                hits += (pi[0] > 0.5f) == (t[i] > 0.5f);
+            for (int64_t j = 1; j < m; j++) best = pi[j] > pi[best] ? j : best;
+            if (tw == 1) {
+                hits += best == (int64_t)ti[0];
+            } else {
+                int64_t want = 0;
+                for (int64_t j = 1; j < m; j++) want = ti[j] > ti[want] ? j : want;
+                hits += best == want;
             }
         }
         return (double)hits / (double)n;
     }
+    if (tw != m) return NAN; /* never read past the targets (Python rejects this pairing) */
     return fnn_loss(kind == FNN_METRIC_MAE ? FNN_LOSS_MAE : FNN_LOSS_MSE, p, ldp, t, NULL, n, m);
 }
 
@@ -131,8 +142,9 @@ static void add_metrics(const fnn_net *net, const float *t, int64_t rows, const 
                         int n_metrics, fnn_totals *tot)
 {
     for (int k = 0; k < n_metrics && k < FNN_MAX_METRICS; k++)
-        tot->metric_sum[k] += metric(metrics[k], last_output(net), out_ld(net), t, rows,
-                                     out_width(net), net->loss) * (double)rows;
+        tot->metric_sum[k] += metric(metrics[k], last_output(net), out_ld(net), t,
+                                     net->target_width, rows, out_width(net), net->loss) *
+                              (double)rows;
 }
 
 /* Copies rows perm[start..start+rows) of src (width w) into dst. */

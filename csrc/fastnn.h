@@ -26,13 +26,16 @@
 #endif
 
 /* ---- activations -------------------------------------------------------- */
-enum { FNN_ACT_LINEAR = 0, FNN_ACT_RELU = 1, FNN_ACT_SIGMOID = 2, FNN_ACT_TANH = 3 };
+enum {
+    FNN_ACT_LINEAR = 0, FNN_ACT_RELU = 1, FNN_ACT_SIGMOID = 2, FNN_ACT_TANH = 3,
+    FNN_ACT_SOFTMAX = 4 /* over each row's m values */
+};
 
-/* y = act(y) in place, over n values. */
-void fnn_act_forward(int act, float *y, size_t n);
-/* g *= act'(.) in place, where y holds act's output (all four derivatives can be
- * written in terms of the output, so the pre-activation is never stored). */
-void fnn_act_backward(int act, const float *y, float *g, size_t n);
+/* y = act(y) in place, over n rows of m values, rows ldy apart. */
+void fnn_act_forward(int act, float *y, int64_t ldy, int64_t n, int64_t m);
+/* g := dL/dz from g = dL/dy in place, where y holds act's output (every derivative
+ * here can be written in terms of the output, so the pre-activation is never kept). */
+void fnn_act_backward(int act, const float *y, float *g, int64_t ldy, int64_t n, int64_t m);
 
 /* ---- GEMM ---------------------------------------------------------------- */
 /* Row-major C (m x n) = alpha * op(A) . op(B) + beta * C, op = transpose if tX.
@@ -85,12 +88,19 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
                         int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm, float *scratch);
 
 /* ---- losses -------------------------------------------------------------- */
-enum { FNN_LOSS_MSE = 0, FNN_LOSS_MAE = 1, FNN_LOSS_SPARSE_CCE_LOGITS = 2 };
+enum {
+    FNN_LOSS_MSE = 0, FNN_LOSS_MAE = 1,
+    FNN_LOSS_SPARSE_CCE_LOGITS = 2, /* softmax cross-entropy, integer labels (n x 1)   */
+    FNN_LOSS_CCE_LOGITS = 3,        /* softmax cross-entropy, target distributions (n x m) */
+    FNN_LOSS_BCE_LOGITS = 4         /* sigmoid cross-entropy, targets in [0, 1] (n x m)  */
+};
 
 /* Mean loss over the batch; writes dL/dpred into grad when grad != NULL.
- * MSE/MAE: mean over all n*m elements (Keras: mean over the last axis, then
- * over the batch). Sparse CCE from logits: target holds class indices as floats,
- * mean over the n rows. pred and grad have row stride ldp; target is packed. */
+ * MSE/MAE/BCE: mean over all n*m elements (Keras: mean over the last axis, then
+ * over the batch). CCE: -sum_j t_j log softmax(z)_j, mean over the n rows; the sparse
+ * form's target holds class indices as floats. The cross-entropies take logits: a
+ * model ending in softmax/sigmoid hands its pre-activation here (stable, and the
+ * gradient is just p - t). pred and grad have row stride ldp; target is packed. */
 double fnn_loss(int loss, const float *pred, int64_t ldp, const float *target, float *grad,
                 int64_t n, int64_t m);
 

@@ -93,12 +93,56 @@ static double sparse_cce_logits(const float *z, int64_t ldp, const float *t, flo
     return sum / (double)n;
 }
 
+/* -sum_j t_ij log softmax(z_i)_j = lse_i sum_j t_ij - sum_j t_ij z_ij; dL/dz_ij =
+ * (softmax_ij sum_k t_ik - t_ij) / n */
+static double cce_logits(const float *z, int64_t ldp, const float *t, float *g, int64_t n,
+                         int64_t m)
+{
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *zi = z + i * ldp, *ti = t + i * m;
+        float zmax = zi[0];
+        for (int64_t j = 1; j < m; j++) zmax = zi[j] > zmax ? zi[j] : zmax;
+        double s = 0.0, tsum = 0.0, tz = 0.0;
+        for (int64_t j = 0; j < m; j++) {
+            s += exp((double)(zi[j] - zmax));
+            tsum += ti[j];
+            tz += (double)ti[j] * zi[j];
+        }
+        const double lse = log(s) + (double)zmax;
+        sum += lse * tsum - tz;
+        if (g) {
+            float *gi = g + i * ldp;
+            for (int64_t j = 0; j < m; j++)
+                gi[j] = (float)((exp((double)zi[j] - lse) * tsum - ti[j]) / (double)n);
+        }
+    }
+    return sum / (double)n;
+}
+
+/* max(z, 0) - z t + log(1 + e^-|z|), mean over all elements; dL/dz = (sigmoid(z) - t) / nm */
+static double bce_logits(const float *z, int64_t ldp, const float *t, float *g, int64_t n,
+                         int64_t m)
+{
+    const double scale = 1.0 / (double)(n * m);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < m; j++) {
+            const double zz = z[i * ldp + j], tt = t[i * m + j];
+            sum += (zz > 0 ? zz : 0) - zz * tt + log1p(exp(-fabs(zz)));
+            if (g) g[i * ldp + j] = (float)((1.0 / (1.0 + exp(-zz)) - tt) * scale);
+        }
+    return sum * scale;
+}
+
 double fnn_loss(int loss, const float *pred, int64_t ldp, const float *target, float *grad,
                 int64_t n, int64_t m)
 {
     switch (loss) {
     case FNN_LOSS_MAE: return mae(pred, ldp, target, grad, n, m);
     case FNN_LOSS_SPARSE_CCE_LOGITS: return sparse_cce_logits(pred, ldp, target, grad, n, m);
+    case FNN_LOSS_CCE_LOGITS: return cce_logits(pred, ldp, target, grad, n, m);
+    case FNN_LOSS_BCE_LOGITS: return bce_logits(pred, ldp, target, grad, n, m);
     default: return mse(pred, ldp, target, grad, n, m);
     }
 }

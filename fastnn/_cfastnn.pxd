@@ -5,8 +5,8 @@ cdef extern from "fastnn.h" nogil:
     ctypedef void (*fnn_sgemm_fn)(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                                   const float *a, int64_t lda, const float *b, int64_t ldb,
                                   float beta, float *c, int64_t ldc)
-    void fnn_act_forward(int act, float *y, size_t n)
-    void fnn_act_backward(int act, const float *y, float *g, size_t n)
+    void fnn_act_forward(int act, float *y, int64_t ldy, int64_t n, int64_t m)
+    void fnn_act_backward(int act, const float *y, float *g, int64_t ldy, int64_t n, int64_t m)
     void fnn_sgemm_portable(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                             const float *a, int64_t lda, const float *b, int64_t ldb,
                             float beta, float *c, int64_t ldc)

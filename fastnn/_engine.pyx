@@ -40,8 +40,9 @@ def select_kernels(level="avx512"):
 _cap = _os.environ.get("FASTNN_SIMD", "avx512")
 KERNELS = select_kernels("baseline" if _cap == "0" else _cap if _cap in KERNEL_LEVELS else "avx512")
 
-ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
-LOSSES = {"mse": 0, "mae": 1, "sparse_softmax_crossentropy": 2}
+ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
+LOSSES = {"mse": 0, "mae": 1, "sparse_softmax_crossentropy": 2, "softmax_crossentropy": 3,
+          "sigmoid_crossentropy": 4}
 OPTIMIZERS = {"sgd": 0, "rmsprop": 1, "adam": 2}
 METRICS = {"mse": 0, "mae": 1, "accuracy": 2}
 MAX_METRICS = FNN_MAX_METRICS
@@ -223,12 +224,22 @@ def dense_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray y, cnp.ndarray gy,
     return gx[:, :n_in].copy(), gw, (gb if use_bias else None)
 
 
+cdef tuple _rows(cnp.ndarray a):
+    """(rows, row width) of an array seen as rows of its last axis."""
+    cdef int64_t m = a.shape[a.ndim - 1] if a.ndim else 1
+    return (cnp.PyArray_SIZE(a) // m if m else 0), m
+
+
 def activation_forward(cnp.ndarray x, activation):
+    """act(x) as a new array (softmax over the last axis)."""
     cdef int act = _act_id(activation)
     _check(x, "x")
     cdef cnp.ndarray y = x.copy()
-    with nogil:
-        fnn_act_forward(act, fptr(y), <size_t>cnp.PyArray_SIZE(y))
+    cdef int64_t n, m
+    n, m = _rows(y)
+    if n and m:
+        with nogil:
+            fnn_act_forward(act, fptr(y), m, n, m)
     return y
 
 
@@ -238,8 +249,11 @@ def activation_backward(cnp.ndarray y, cnp.ndarray gy, activation):
     _check(y, "y")
     _check_shape(gy, "gy", _shape(y))
     cdef cnp.ndarray g = gy.copy()
-    with nogil:
-        fnn_act_backward(act, fptr(y), fptr(g), <size_t>cnp.PyArray_SIZE(y))
+    cdef int64_t n, m
+    n, m = _rows(y)
+    if n and m:
+        with nogil:
+            fnn_act_backward(act, fptr(y), fptr(g), m, n, m)
     return g
 
 

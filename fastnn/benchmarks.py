@@ -159,7 +159,8 @@ def wide_model(seed=0):
     fastnn.utils.set_random_seed(seed)
     model = fastnn.Sequential([Dense(512, input_shape=(784,), activation="relu"),
                                Dense(512, activation="relu"), Dense(10)])
-    model.compile(loss="sparse_categorical_crossentropy", optimizer="rmsprop")
+    model.compile(loss=fastnn.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  optimizer="rmsprop")
     return model
 
 

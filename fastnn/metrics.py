@@ -5,6 +5,9 @@ _BY_NAME = {
     "mse": ("mse", "mse"), "mean_squared_error": ("mse", "mean_squared_error"),
     "mae": ("mae", "mae"), "mean_absolute_error": ("mae", "mean_absolute_error"),
     "accuracy": ("accuracy", "accuracy"), "acc": ("accuracy", "acc"),
+    "sparse_categorical_accuracy": ("accuracy", "sparse_categorical_accuracy"),
+    "categorical_accuracy": ("accuracy", "categorical_accuracy"),
+    "binary_accuracy": ("accuracy", "binary_accuracy"),
 }
 
 

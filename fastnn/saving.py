@@ -6,7 +6,7 @@ the same way, so loading a file never runs code) holding:
 - ``config``: UTF-8 JSON as a uint8 array: ``{"format": "fastnn.model", "version": 1,
   "class": "Sequential" | "Model", "name": ..., "input": {"name": ..., "shape": [...]},
   "layers": [{"class": "Dense", "config": {...}}, ...], "compile": {"optimizer":
-  {...}, "loss": ..., "metrics": [...]} or null}``;
+  {...}, "loss": {"name": ..., "from_logits": ...}, "metrics": [...]} or null}``;
 - ``weight_0``, ``weight_1``, ...: the float32 arrays of ``get_weights()``, in order.
 
 Optimizer slots (e.g. RMSprop's mean squares) are not saved: a loaded model resumes
@@ -41,7 +41,7 @@ def model_config(model):
         layers.append({"class": type(layer).__name__, "config": config})
     compiled = None
     if model.loss is not None:
-        compiled = {"optimizer": model.optimizer.get_config(), "loss": model.loss.name,
+        compiled = {"optimizer": model.optimizer.get_config(), "loss": model.loss.get_config(),
                     "metrics": [name for _, name in model._metrics]}
     return {"format": FORMAT, "version": VERSION,
             "class": "Sequential" if isinstance(model, Sequential) else "Model",
@@ -118,6 +118,9 @@ def load_model(filepath, compile=True):
         c = config["compile"]
         opt_config = dict(c["optimizer"])
         opt_class = getattr(optimizers, opt_config.pop("name"))
-        model.compile(optimizer=opt_class(**opt_config), loss=losses.get(c["loss"]),
-                      metrics=c["metrics"] or None)
+        loss_config = dict(c["loss"])
+        loss = losses.get(loss_config.pop("name"))
+        if loss_config:  # e.g. from_logits
+            loss = type(loss)(**loss_config)
+        model.compile(optimizer=opt_class(**opt_config), loss=loss, metrics=c["metrics"] or None)
     return model

@@ -23,11 +23,17 @@ def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 ACT_FORWARD = {
     "linear": lambda z: z,
     "relu": lambda z: np.maximum(z, 0.0),
     "sigmoid": _sigmoid,
     "tanh": np.tanh,
+    "softmax": _softmax,  # over the last axis: no elementwise derivative below
 }
 
 # derivative with respect to the pre-activation z, as a function of z
@@ -38,7 +44,7 @@ ACT_DERIVATIVE = {
     "tanh": lambda z: 1.0 - np.tanh(z) ** 2,
 }
 
-ACTIVATIONS = sorted(ACT_FORWARD)
+ACTIVATIONS = sorted(ACT_DERIVATIVE)  # the elementwise ones
 
 # ---- losses (value and dL/dpred) ------------------------------------------------------
 
@@ -67,7 +73,27 @@ def loss_sparse_cce(logits, labels):
     return value, grad / n
 
 
-LOSSES = {"mse": loss_mse, "mae": loss_mae, "sparse_softmax_crossentropy": loss_sparse_cce}
+def loss_cce(logits, targets):
+    """-sum_j t_j log softmax(z)_j, mean over rows; gradient w.r.t. the logits."""
+    z, t = np.asarray(logits, np.float64), np.asarray(targets, np.float64)
+    zmax = z.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(z - zmax).sum(axis=1, keepdims=True)) + zmax
+    value = float(np.mean(np.sum(t * (lse - z), axis=1)))
+    grad = np.exp(z - lse) * t.sum(axis=1, keepdims=True) - t
+    return value, grad / z.shape[0]
+
+
+def loss_bce(logits, targets):
+    """Keras' binary cross-entropy of sigmoid(z) against t, mean over all elements."""
+    z = np.asarray(logits, np.float64)
+    t = np.asarray(targets, np.float64).reshape(z.shape)
+    p = _sigmoid(z)
+    value = float(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))))
+    return value, (p - t) / z.size
+
+
+LOSSES = {"mse": loss_mse, "mae": loss_mae, "sparse_softmax_crossentropy": loss_sparse_cce,
+          "softmax_crossentropy": loss_cce, "sigmoid_crossentropy": loss_bce}
 
 # ---- a chain of dense layers -------------------------------------------------------------
 

@@ -326,10 +326,10 @@ def test_unknown_names_in_compile(article_model, kwargs, match):
         article_model().compile(**kwargs)
 
 
-@pytest.mark.parametrize("name", ["softmax", "gelu", "RELU6", ""])
+@pytest.mark.parametrize("name", ["softplus", "gelu", "RELU6", ""])
 def test_unknown_activation(name):
     with pytest.raises(ValueError, match=rf"Unknown activation: '{name.lower()}'. Valid names: "
-                                         r"\['linear', 'relu', 'sigmoid', 'tanh'\]"):
+                                         r"\['linear', 'relu', 'sigmoid', 'softmax', 'tanh'\]"):
         Dense(3, activation=name)
     with pytest.raises(ValueError, match=r"Unknown activation"):
         Activation(name)
@@ -343,9 +343,16 @@ def test_known_names_are_case_insensitive():
     assert isinstance(optimizers.get("Adam"), optimizers.Adam)
 
 
-def test_from_logits_false_is_rejected():
-    with pytest.raises(ValueError, match=r"from_logits=True only.*Received: from_logits=False"):
-        losses.SparseCategoricalCrossentropy(from_logits=False)
+@pytest.mark.parametrize("loss,needs", [("sparse_categorical_crossentropy", "softmax"),
+                                        ("categorical_crossentropy", "softmax"),
+                                        ("binary_crossentropy", "sigmoid")])
+def test_cross_entropy_on_probabilities_needs_the_matching_output(loss, needs):
+    m = Sequential([Dense(3, input_shape=(4,), activation="relu")])
+    with pytest.raises(ValueError, match=rf"{loss} .*from_logits=False.*ends in "
+                                         rf"'relu'.*needs '{needs}'.*from_logits=True"):
+        m.compile(loss=loss)
+    with pytest.raises(ValueError, match="from_logits must be True or False"):
+        losses.BinaryCrossentropy(from_logits="yes")
 
 
 def test_relu_options_are_rejected():
@@ -385,7 +392,7 @@ def test_validation_split_leaving_no_rows(model, data):
 @pytest.fixture
 def classifier():
     utils.set_random_seed(0)
-    m = Sequential([Dense(8, input_shape=(4,), activation="relu"), Dense(3)])
+    m = Sequential([Dense(8, input_shape=(4,), activation="relu"), Dense(3, activation="softmax")])
     m.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return m
 

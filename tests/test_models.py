@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastnn._blas
-from fastnn import Input, Model, Sequential, _engine, optimizers, utils
+from fastnn import Input, Model, Sequential, _engine, losses, optimizers, utils
 from fastnn.callbacks import Callback, EarlyStopping
 from fastnn.layers import Activation, Dense, InputLayer, ReLU
 from fastnn.models import plan
@@ -645,7 +645,8 @@ def test_classification_reaches_high_accuracy(rng, ref):
     utils.set_random_seed(0)
     model = Sequential([Dense(16, input_shape=(4,), activation="relu"), Dense(3)])
     model.compile(optimizer=optimizers.Adam(learning_rate=0.01),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss=losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
     hist = model.fit(x, y, batch_size=16, epochs=30, verbose=0)
     assert set(hist.history) == {"loss", "accuracy"}
     assert hist.history["accuracy"][-1] > 0.95
@@ -663,7 +664,8 @@ def test_classification_first_epoch_logs_match_numpy(rng, ref):
     x, y = _blobs(rng, n_per_class=20)
     utils.set_random_seed(1)
     model = Sequential([Dense(8, input_shape=(4,), activation="tanh"), Dense(3)])
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["acc"])
+    model.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["acc"])
     logits = model.predict(x)
     hist = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
     assert hist.history["loss"][0] == pytest.approx(
@@ -726,6 +728,11 @@ ARCHS = {
                        "mse", 1),
     "single-unit-first": (lambda: [Dense(1, input_shape=(13,)), Dense(4, activation="tanh"),
                                    Dense(1)], "mse", 1),
+    # softmax inside the model (its backward is the row Jacobian, not elementwise), fused
+    # into a Dense and as a layer of its own after a relu Dense
+    "softmax-hidden": (lambda: [Dense(6, input_shape=(13,), activation="tanh"),
+                                Dense(5, activation="softmax"), Dense(7, activation="relu"),
+                                Activation("softmax"), Dense(2)], "mse", 2),
 }
 
 
@@ -759,7 +766,9 @@ def test_whole_model_gradient_finite_differences(housing, ref, rng, kernels, arc
         y = (housing.y_train[:24] - 22.0) / 9.0
     else:
         y = rng.standard_normal((24, n_out)).astype(np.float32)
-    model.compile(optimizer=optimizers.SGD(learning_rate=1.0), loss=loss)
+    model.compile(optimizer=optimizers.SGD(learning_rate=1.0),
+                  loss=losses.SparseCategoricalCrossentropy(from_logits=True)
+                  if loss.startswith("sparse") else loss)
     w0 = model.get_weights()
     np.testing.assert_allclose(model.predict(x), _numpy_predict(model, x, ref), rtol=1e-5,
                                atol=1e-5)
@@ -938,7 +947,8 @@ def test_fit_memory_stays_flat_across_epochs(rng):
     x = rng.random((6000, 784), dtype=np.float32)  # 18.8 MB
     y = rng.integers(0, 10, 6000)
     model = Sequential([Dense(128, input_shape=(784,), activation="relu"), Dense(10)])
-    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    model.compile(optimizer="rmsprop",
+                  loss=losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=128, epochs=1, verbose=0)  # plans and optimizer slots
     tracemalloc.start()
     try:

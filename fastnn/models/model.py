@@ -162,7 +162,28 @@ class Model:
         self._metrics = [metrics_module.get(m) for m in names]
         if len(self._metrics) > _engine.MAX_METRICS:
             raise ValueError(f"at most {_engine.MAX_METRICS} metrics. Received: metrics={metrics!r}")
+        if self.loss.sparse_labels:
+            for key, name in self._metrics:
+                if key != "accuracy":
+                    raise ValueError(f"metric {name!r} compares outputs with targets of the "
+                                     "same shape; with integer labels use 'accuracy'")
         self._nets, self._opt_state = {}, None
+        if self.built:
+            self._check_output_for_loss()
+
+    def _check_output_for_loss(self):
+        """A cross-entropy on probabilities (Keras' default, from_logits=False) needs the
+        model to end in the activation it folds into the loss."""
+        needs = None if self.loss.from_logits else self.loss.output_activation
+        if needs is None:
+            return
+        last = getattr(self._chain[-1], "activation", "linear") if self._chain else "linear"
+        if last != needs:
+            raise ValueError(
+                f"{self.loss.name} with from_logits=False (Keras' default) takes "
+                f"probabilities, but the model ends in '{last}': it needs '{needs}' as its "
+                f"last activation, or pass {type(self.loss).__name__}(from_logits=True) "
+                "if the outputs are logits")
 
     def _require_compiled(self, what):
         if self.loss is None:
@@ -173,22 +194,24 @@ class Model:
         """Deferred build (Sequential without an input shape): nothing here."""
         raise ValueError("This model has not yet been built")
 
-    def _net(self, max_batch, loss_key, target_width):
-        key = (max_batch, loss_key, target_width)
+    def _net(self, max_batch, for_loss=True):
+        """The compiled net for batches of up to max_batch rows: for_loss, one that computes
+        the compiled loss (a cross-entropy on probabilities takes the last layer's
+        pre-activation); otherwise one for predict, ending in the model's activation."""
+        logits = for_loss and self.loss is not None and not self.loss.from_logits
+        loss_key = self.loss.key if for_loss and self.loss is not None else "mse"
+        sparse = for_loss and self.loss is not None and self.loss.sparse_labels
+        target_width = 1 if sparse else self.output_shape[-1]
+        key = (max_batch, loss_key, target_width, logits)
         net = self._nets.get(key)
         if net is None:
-            specs = plan.layer_specs(self._chain, self._offsets, max_batch)
+            if logits:
+                self._check_output_for_loss()
+            specs = plan.layer_specs(self._chain, self._offsets, max_batch, logits=logits)
             net = _engine.Net(specs, self._params, self._grads, loss=loss_key,
                               max_batch=max_batch, target_width=target_width)
             self._nets[key] = net
         return net
-
-    def _loss_key(self):
-        return self.loss.key if self.loss is not None else "mse"
-
-    def _target_width(self):
-        sparse = self._loss_key() == "sparse_softmax_crossentropy"
-        return 1 if sparse else self.output_shape[-1]
 
     def _prepare_x(self, x, name="x"):
         if not self.built:
@@ -200,7 +223,7 @@ class Model:
 
     def _prepare_y(self, y, name, n_rows):
         return data.as_targets(y, name, n_rows, self.output_shape[-1],
-                               self._loss_key() == "sparse_softmax_crossentropy")
+                               self.loss is not None and self.loss.sparse_labels)
 
     # -- predict --------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose=0):
@@ -218,7 +241,7 @@ class Model:
                              f"batch_size={batch_size!r}")
         x = self._prepare_x(x)
         if self._predict_net is None:
-            self._predict_net = self._net(_INFER_ROWS, "mse", self.output_shape[-1])
+            self._predict_net = self._net(_INFER_ROWS, for_loss=False)
         return self._predict_net.predict(x)
 
     __call__ = predict
@@ -237,7 +260,7 @@ class Model:
         return values[0] if len(values) == 1 else values
 
     def _evaluate_arrays(self, x, y, prefix=""):
-        net = self._net(_INFER_ROWS, self._loss_key(), self._target_width())
+        net = self._net(_INFER_ROWS)
         keys = tuple(k for k, _ in self._metrics)
         loss_sum, msums, rows = net.evaluate(x, y, _INFER_ROWS, keys)
         return self._logs(loss_sum / rows, [s / rows for s in msums], prefix)
@@ -258,7 +281,7 @@ class Model:
         y = self._prepare_y(y, "y", x.shape[0])
         n = x.shape[0]
         # nets are sized in powers of two so that varying batch sizes reuse a few
-        net = self._net(1 << (n - 1).bit_length(), self._loss_key(), self._target_width())
+        net = self._net(1 << (n - 1).bit_length())
         if self._opt_state is None:
             self._opt_state = self.optimizer._make_state(self._params.size)
         loss_sum, msums, rows, diverged = net.train_epoch(
@@ -301,7 +324,7 @@ class Model:
 
         n = x.shape[0]
         batch = min(batch_size, n)
-        net = self._net(batch, self._loss_key(), self._target_width())
+        net = self._net(batch)
         if self._opt_state is None:
             self._opt_state = self.optimizer._make_state(self._params.size)
         keys = tuple(k for k, _ in self._metrics)

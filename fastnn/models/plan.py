@@ -48,11 +48,12 @@ def flatten_weights(layers):
     return params, offsets
 
 
-def layer_specs(layers, offsets, max_batch):
+def layer_specs(layers, offsets, max_batch, logits=False):
     """The engine's (n_in, n_out, activation, use_bias, w_off, b_off, use_blas) list.
 
     An activation layer after a Dense without one fuses into it; otherwise it
-    becomes an activation-only step (w_off = -1)."""
+    becomes an activation-only step (w_off = -1). logits: the final activation
+    (softmax or sigmoid) is left to the loss, which takes logits."""
     specs, fusable = [], False
     for layer in layers:
         if isinstance(layer, Dense):
@@ -71,4 +72,6 @@ def layer_specs(layers, offsets, max_batch):
         else:
             raise NotImplementedError(
                 f"fastnn cannot run layer '{layer.name}' ({type(layer).__name__}) yet")
+    if logits:
+        specs[-1][2] = "linear"
     return [tuple(s) for s in specs]
