@@ -58,6 +58,63 @@ class HeUniform(Initializer):
         return utils.rng().uniform(-limit, limit, size=shape).astype(dtype)
 
 
+class RandomNormal(Initializer):
+    """N(mean, stddev); tf.keras' defaults mean=0, stddev=0.05 ("normal")."""
+
+    def __init__(self, mean=0.0, stddev=0.05):
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def __call__(self, shape, dtype=np.float32):
+        return utils.rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev}
+
+
+class RandomUniform(Initializer):
+    """U(minval, maxval); tf.keras' defaults -0.05, 0.05 ("uniform")."""
+
+    def __init__(self, minval=-0.05, maxval=0.05):
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def __call__(self, shape, dtype=np.float32):
+        return utils.rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval}
+
+
+class TruncatedNormal(Initializer):
+    """N(mean, stddev) redrawn beyond two standard deviations."""
+
+    def __init__(self, mean=0.0, stddev=0.05):
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def __call__(self, shape, dtype=np.float32):
+        out = utils.rng().normal(0.0, self.stddev, size=shape)
+        bad = np.abs(out) > 2 * self.stddev
+        while bad.any():
+            out[bad] = utils.rng().normal(0.0, self.stddev, size=int(bad.sum()))
+            bad = np.abs(out) > 2 * self.stddev
+        return (out + self.mean).astype(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev}
+
+
+class LecunNormal(Initializer):
+    """Truncated normal with sd = sqrt(1 / fan_in) / .8796."""
+
+    def __call__(self, shape, dtype=np.float32):
+        return _truncated_normal(shape, np.sqrt(1.0 / _fans(shape)[0]), dtype)
+
+
+class LecunUniform(Initializer):
+    def __call__(self, shape, dtype=np.float32):
+        limit = np.sqrt(3.0 / _fans(shape)[0])
+        return utils.rng().uniform(-limit, limit, size=shape).astype(dtype)
+
+
 def _truncated_normal(shape, stddev, dtype):
     # Keras divides by .87962566 so that the truncated draw keeps the intended variance.
     sd = stddev / 0.87962566103423978
@@ -70,15 +127,23 @@ def _truncated_normal(shape, stddev, dtype):
 
 
 _BY_NAME = {"zeros": Zeros, "ones": Ones, "glorot_uniform": GlorotUniform,
-            "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform}
+            "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform,
+            "random_normal": RandomNormal, "random_uniform": RandomUniform,
+            "truncated_normal": TruncatedNormal, "lecun_normal": LecunNormal,
+            "lecun_uniform": LecunUniform}
+# tf.keras 2.x's short names, as older tutorials write them
+_ALIASES = {"normal": "random_normal", "uniform": "random_uniform"}
 
 
 def get(identifier):
     if isinstance(identifier, Initializer):
         return identifier
-    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
-        return _BY_NAME[identifier.lower()]()
-    raise ValueError(f"Unknown initializer: {identifier!r}. Valid names: {sorted(_BY_NAME)}")
+    if isinstance(identifier, str):
+        name = _ALIASES.get(identifier.lower(), identifier.lower())
+        if name in _BY_NAME:
+            return _BY_NAME[name]()
+    raise ValueError(f"Unknown initializer: {identifier!r}. "
+                     f"Valid names: {sorted(_BY_NAME) + sorted(_ALIASES)}")
 
 
 def name_of(init):

@@ -54,3 +54,32 @@ def test_dense_takes_initializer_names_and_objects():
     assert (layer.kernel == 1).all() and (layer.bias == 1).all()
     with pytest.raises(ValueError, match="Unknown initializer: 'orthogonal'"):
         Dense(4, kernel_initializer="orthogonal")
+
+
+def test_keras_short_names_and_random_initializers():
+    # tf.keras 2.x tutorials write kernel_initializer="normal" / "uniform"
+    w = _draw("normal")
+    assert abs(w.mean()) < 0.001 and w.std() == pytest.approx(0.05, rel=0.01)
+    w = _draw("uniform")
+    assert np.abs(w).max() <= 0.05 and w.std() == pytest.approx(0.05 / np.sqrt(3), rel=0.01)
+    w = _draw("truncated_normal")
+    assert np.abs(w).max() <= 0.1 and w.std() == pytest.approx(0.05 * 0.8796, rel=0.01)
+    w = _draw("lecun_normal")
+    assert w.std() == pytest.approx(np.sqrt(1 / 300), rel=0.01)
+    w = _draw("lecun_uniform")
+    assert np.abs(w).max() <= np.sqrt(3 / 300)
+    utils.set_random_seed(0)
+    custom = initializers.RandomNormal(mean=1.0, stddev=0.5)(SHAPE).astype(np.float64)
+    assert custom.mean() == pytest.approx(1.0, abs=0.01) and custom.std() == pytest.approx(0.5, rel=0.01)
+
+
+def test_article_model_with_normal_initializer_trains(housing):
+    """The classic Keras Boston housing tutorial: Dense(13, kernel_initializer='normal')."""
+    from fastnn import Sequential
+    utils.set_random_seed(0)
+    model = Sequential([Dense(13, input_dim=13, kernel_initializer="normal", activation="relu"),
+                        Dense(1, kernel_initializer="normal")])
+    model.compile(loss="mean_squared_error", optimizer="adam")
+    model.fit(housing.x_train, housing.y_train, epochs=100, batch_size=5, verbose=0)
+    baseline = np.mean((housing.y_test - housing.y_train.mean()) ** 2)
+    assert model.evaluate(housing.x_test, housing.y_test) < 0.5 * baseline
