@@ -45,3 +45,22 @@ def unique_name(base, first=0):
     n = _name_counts.get(base, first)
     _name_counts[base] = n + 1
     return base if n == 0 else f"{base}_{n}"
+
+
+def to_categorical(y, num_classes=None, dtype="float32"):
+    """One-hot rows for integer class labels, as keras.utils.to_categorical."""
+    labels = np.asarray(y)
+    if labels.dtype.kind not in "iuf" or (labels.size and (
+            np.any(labels != np.floor(labels)) or labels.min() < 0)):
+        raise ValueError("to_categorical takes non-negative integer class labels")
+    labels = labels.astype(np.int64)
+    if labels.ndim > 1 and labels.shape[-1] == 1:
+        labels = labels.reshape(labels.shape[:-1])
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+    elif labels.size and labels.max() >= num_classes:
+        raise ValueError(f"label {int(labels.max())} is out of range for "
+                         f"num_classes={num_classes}")
+    out = np.zeros(labels.shape + (num_classes,), dtype=dtype)
+    np.put_along_axis(out, labels[..., None], 1, axis=-1)
+    return out

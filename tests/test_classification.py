@@ -157,3 +157,14 @@ def test_save_and_load_keep_from_logits(tmp_path, rng):
     loaded = load_model(tmp_path / "m.fastnn")
     assert loaded.loss.from_logits
     assert loaded.evaluate(x, y) == pytest.approx(m.evaluate(x, y), rel=1e-6)
+
+
+def test_to_categorical():
+    np.testing.assert_array_equal(utils.to_categorical([2, 0, 1]), np.eye(3)[[2, 0, 1]])
+    out = utils.to_categorical(np.array([[1], [3]]), num_classes=5)
+    assert out.shape == (2, 5) and out.dtype == np.float32
+    np.testing.assert_array_equal(out.argmax(1), [1, 3])
+    with pytest.raises(ValueError, match="out of range for num_classes=3"):
+        utils.to_categorical([0, 3], num_classes=3)
+    with pytest.raises(ValueError, match="non-negative integer"):
+        utils.to_categorical([0.5, 1])
