@@ -37,7 +37,7 @@ cdef extern from "fastnn.h" nogil:
     void fnn_optimizer_step(fnn_optimizer *opt, float *w, const float *g, size_t n)
     void fnn_optimizer_select(int level)
 
-    enum: FNN_LAYER_DENSE, FNN_LAYER_ACTIVATION
+    enum: FNN_LAYER_DENSE, FNN_LAYER_ACTIVATION, FNN_LAYER_DROPOUT
 
     ctypedef struct fnn_layer:
         int kind
@@ -46,6 +46,7 @@ cdef extern from "fastnn.h" nogil:
         int use_bias
         int64_t w_off, b_off
         fnn_sgemm_fn gemm
+        float rate
 
     ctypedef struct fnn_net:
         int n_layers
@@ -61,6 +62,8 @@ cdef extern from "fastnn.h" nogil:
         float *target
         int64_t target_width
         float *scratch
+        uint64_t *dropout_state
+        uint64_t *mask_seeds
 
     enum: FNN_MAX_METRICS
 

@@ -331,8 +331,9 @@ cdef class OptimizerState:
 cdef class Net:
     """A compiled chain of dense layers with its activation arena.
 
-    layers: list of (n_in, n_out, activation, use_bias, w_off, b_off, use_blas);
-    w_off = -1 marks an activation-only layer (n_in == n_out, no weights).
+    layers: list of (n_in, n_out, activation, use_bias, w_off, b_off, use_blas[, rate]);
+    w_off = -1 marks an activation-only layer, -2 a dropout layer dropping `rate` of
+    its units while training (both n_in == n_out, no weights).
     params/grads: flat float32 buffers owned by the model (the layers' weights
     are views into params). The arena holds max_batch rows per layer output and
     gradient, plus the gathered inputs and targets: nothing is allocated per step.
@@ -345,6 +346,8 @@ cdef class Net:
     cdef float **act_ptrs
     cdef float **delta_ptrs
     cdef int64_t *lds
+    cdef uint64_t *mask_seeds
+    cdef uint64_t dropout_state
     cdef readonly object params, grads, arena
     cdef readonly int64_t n_in, n_out, max_batch, target_width
     cdef cnp.npy_intp out_dims[2]
@@ -357,8 +360,10 @@ cdef class Net:
         self.act_ptrs = NULL
         self.delta_ptrs = NULL
         self.lds = NULL
+        self.mask_seeds = NULL
 
     def __dealloc__(self):
+        free(self.mask_seeds)
         if self.lock != NULL:
             PyThread_free_lock(self.lock)
         free(self.lds)
@@ -382,17 +387,23 @@ cdef class Net:
         self.act_ptrs = <float **>malloc((L + 1) * sizeof(float *))
         self.delta_ptrs = <float **>malloc((L + 1) * sizeof(float *))
         self.lds = <int64_t *>malloc((L + 1) * sizeof(int64_t))
-        if not self.layer_specs or not self.act_ptrs or not self.delta_ptrs or not self.lds:
+        self.mask_seeds = <uint64_t *>calloc(L, sizeof(uint64_t))
+        if not self.layer_specs or not self.act_ptrs or not self.delta_ptrs or not self.lds \
+                or not self.mask_seeds:
             raise MemoryError()
         cdef int64_t prev = layers[0][0], total = 0, scratch = 0
         for l in range(L):
-            n_in, n_out, act, use_bias, w_off, b_off, use_blas = layers[l]
+            n_in, n_out, act, use_bias, w_off, b_off, use_blas = layers[l][:7]
+            rate = layers[l][7] if len(layers[l]) > 7 else 0.0
             if n_in != prev or n_in <= 0 or n_out <= 0:
                 raise ValueError(f"layer {l}: {n_in}->{n_out} does not chain after width {prev}")
-            if w_off == -1:
+            if w_off in (-1, -2):
                 if n_in != n_out:
-                    raise ValueError(f"layer {l}: an activation layer keeps its width, got {n_in}->{n_out}")
-                self.layer_specs[l].kind = FNN_LAYER_ACTIVATION
+                    raise ValueError(f"layer {l}: an activation or dropout layer keeps its "
+                                     f"width, got {n_in}->{n_out}")
+                if not 0.0 <= rate < 1.0:
+                    raise ValueError(f"layer {l}: dropout rate must be in [0, 1), got {rate}")
+                self.layer_specs[l].kind = FNN_LAYER_ACTIVATION if w_off == -1 else FNN_LAYER_DROPOUT
             elif w_off < 0 or w_off + n_in * n_out > params.shape[0] or (
                     use_bias and (b_off < 0 or b_off + n_out > params.shape[0])):
                 raise ValueError(f"layer {l}: weights at {w_off}/{b_off} overrun {params.shape[0]} params")
@@ -405,6 +416,7 @@ cdef class Net:
             self.layer_specs[l].w_off = w_off
             self.layer_specs[l].b_off = b_off
             self.layer_specs[l].gemm = _gemm(use_blas)
+            self.layer_specs[l].rate = rate
             # rows of each layer's output are padded to 16 floats (the narrow kernels' width)
             self.lds[l + 1] = _pad(n_out)
             total += 2 * self.lds[l + 1]
@@ -429,6 +441,9 @@ cdef class Net:
         p += max_batch * self.target_width
         self.net.scratch = p
         self.net.ld = self.lds
+        self.dropout_state = 0
+        self.net.dropout_state = &self.dropout_state
+        self.net.mask_seeds = self.mask_seeds
         self.net.n_layers = L
         self.net.layers = self.layer_specs
         self.net.params = fptr(params)
@@ -440,6 +455,10 @@ cdef class Net:
         self.net.deltas = self.delta_ptrs
         self.net.target_width = self.target_width
         self.out_dims[1] = self.n_out
+
+    def set_dropout_seed(self, uint64_t seed):
+        """Seeds the dropout masks of the training steps that follow."""
+        self.dropout_state = seed
 
     cdef int _check_x(self, cnp.ndarray x) except -1:
         _check(x, "x", 2)

@@ -23,8 +23,8 @@ FORMAT, VERSION = "fastnn.model", 1
 
 
 def _layer_classes():
-    from fastnn.layers import Activation, Dense, ReLU
-    return {cls.__name__: cls for cls in (Dense, ReLU, Activation)}
+    from fastnn.layers import Activation, Dense, Dropout, ReLU
+    return {cls.__name__: cls for cls in (Dense, ReLU, Activation, Dropout)}
 
 
 def model_config(model):

@@ -13,12 +13,15 @@ import numpy as np
 from fastnn import _engine, callbacks as callbacks_module, losses, metrics as metrics_module
 from fastnn import optimizers, utils
 from fastnn.layers.core import InputLayer, KerasTensor
+from fastnn.layers.dropout import Dropout
 from fastnn.models import data, plan
 from fastnn.models.summary import print_summary
 
 # Rows per engine call in predict/evaluate: large enough to amortise the call,
 # small enough that the activations stay in cache for narrow models.
 _INFER_ROWS = 1024
+# Dropout masks are drawn from fit's seed xor this, apart from its shuffles.
+_DROPOUT_STREAM = 0xD1B54A32D192ED03
 
 
 class Model:
@@ -210,6 +213,9 @@ class Model:
             specs = plan.layer_specs(self._chain, self._offsets, max_batch, logits=logits)
             net = _engine.Net(specs, self._params, self._grads, loss=loss_key,
                               max_batch=max_batch, target_width=target_width)
+            if for_loss and any(isinstance(layer, Dropout) and layer.rate > 0
+                                for layer in self._chain):
+                net.set_dropout_seed(utils.next_seed())  # train_on_batch: seeded masks too
             self._nets[key] = net
         return net
 
@@ -330,6 +336,7 @@ class Model:
         keys = tuple(k for k, _ in self._metrics)
         perm = np.arange(n, dtype=np.int64)
         seed = utils.next_seed()
+        net.set_dropout_seed(seed ^ _DROPOUT_STREAM)  # a stream apart from the shuffle's
 
         history = callbacks_module.History()
         cbs = [history] + list(callbacks or [])

@@ -6,6 +6,7 @@ import numpy as np
 from fastnn import _blas, _engine
 from fastnn.layers.activation import Activation
 from fastnn.layers.core import Dense
+from fastnn.layers.dropout import Dropout
 
 # Whether a layer's products go to the BLAS rather than fastnn's panel kernels, from
 # bench/calibrate_blas.py on the 2-core dev machine (forward + backward, one layer):
@@ -49,10 +50,12 @@ def flatten_weights(layers):
 
 
 def layer_specs(layers, offsets, max_batch, logits=False):
-    """The engine's (n_in, n_out, activation, use_bias, w_off, b_off, use_blas) list.
+    """The engine's (n_in, n_out, activation, use_bias, w_off, b_off, use_blas[, rate])
+    list.
 
     An activation layer after a Dense without one fuses into it; otherwise it
-    becomes an activation-only step (w_off = -1). logits: the final activation
+    becomes an activation-only step (w_off = -1). Dropout is a step of its own
+    (w_off = -2, with its rate). logits: the final activation
     (softmax or sigmoid) is left to the loss, which takes logits."""
     specs, fusable = [], False
     for layer in layers:
@@ -62,6 +65,10 @@ def layer_specs(layers, offsets, max_batch, logits=False):
                           offsets[(id(layer), "kernel")],
                           offsets.get((id(layer), "bias"), 0), use_blas(max_batch, n_in, n_out)])
             fusable = layer.activation == "linear"
+        elif isinstance(layer, Dropout):
+            width = layer.input_shape[-1]
+            specs.append([width, width, "linear", False, -2, -1, False, layer.rate])
+            fusable = False
         elif isinstance(layer, Activation):
             if fusable:
                 specs[-1][2] = layer.activation

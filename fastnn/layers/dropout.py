@@ -1,0 +1,26 @@
+"""Dropout: while training, zero a fraction `rate` of the inputs and scale the rest by
+1 / (1 - rate); at inference (predict, evaluate, calling the layer) pass them through.
+The engine draws each step's mask from the model's seeded stream and redraws the same
+mask in backward instead of storing it."""
+import numbers
+
+from fastnn.layers.core import Layer
+
+
+class Dropout(Layer):
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+            raise ValueError("Invalid value received for argument `rate`. Expected a float "
+                             f"value between 0 and 1. Received: rate={rate!r}")
+        if noise_shape is not None:
+            raise ValueError("Dropout(noise_shape=...) is not supported: every unit of every "
+                             "row is dropped independently")
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed = seed  # accepted for Keras compatibility; masks follow set_random_seed
+
+    def call(self, x):
+        return x  # inference
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
