@@ -67,8 +67,28 @@ static void copy_rows(float *dst, int64_t ldd, const float *src, int64_t lds, in
     for (int64_t r = 0; r < rows; r++) memcpy(dst + r * ldd, src + r * lds, (size_t)w * sizeof(float));
 }
 
-/* Forward of `rows` rows starting at x0 (row stride ldx0). */
-static void forward(const fnn_net *net, const float *x0, int64_t ldx0, int64_t rows)
+/* Dropout's mask is a hash of (the step's seed, element index), so backward redraws
+ * exactly the mask forward used without storing it: element e is kept when its 32
+ * random bits fall below keep * 2^32. */
+static void dropout(const float *in, int64_t ldin, float *out, int64_t ldout, int64_t rows,
+                    int64_t m, float rate, uint64_t seed)
+{
+    const float scale = 1.0f / (1.0f - rate);
+    const uint64_t keep_below = (uint64_t)((1.0 - (double)rate) * 4294967296.0);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < m; j += 2) {
+            uint64_t h = seed + (uint64_t)(r * m + j) * 0x9E3779B97F4A7C15ull;
+            const uint64_t bits = splitmix64(&h);
+            out[r * ldout + j] = (bits & 0xFFFFFFFFu) < keep_below ? in[r * ldin + j] * scale : 0.0f;
+            if (j + 1 < m)
+                out[r * ldout + j + 1] = (bits >> 32) < keep_below ? in[r * ldin + j + 1] * scale
+                                                                  : 0.0f;
+        }
+}
+
+/* Forward of `rows` rows starting at x0 (row stride ldx0); training draws dropout masks. */
+static void forward(const fnn_net *net, const float *x0, int64_t ldx0, int64_t rows,
+                    int training)
 {
     const float *in = x0;
     int64_t ldin = ldx0;
@@ -79,6 +99,13 @@ static void forward(const fnn_net *net, const float *x0, int64_t ldx0, int64_t r
         if (L->kind == FNN_LAYER_ACTIVATION) {
             copy_rows(out, ldout, in, ldin, rows, L->n_out);
             fnn_act_forward(L->act, out, ldout, rows, L->n_out);
+        } else if (L->kind == FNN_LAYER_DROPOUT) {
+            if (training && L->rate > 0.0f) {
+                net->mask_seeds[l] = splitmix64(net->dropout_state);
+                dropout(in, ldin, out, ldout, rows, L->n_out, L->rate, net->mask_seeds[l]);
+            } else {
+                copy_rows(out, ldout, in, ldin, rows, L->n_out); /* inference: identity */
+            }
         } else {
             fnn_dense_forward(in, ldin, net->params + L->w_off,
                               L->use_bias ? net->params + L->b_off : NULL, out, ldout, rows,
@@ -98,6 +125,15 @@ static void backward(const fnn_net *net, int64_t rows)
         if (L->kind == FNN_LAYER_ACTIVATION) {
             fnn_act_backward(L->act, net->acts[l + 1], gy, ldy, rows, L->n_out);
             if (l > 0) copy_rows(net->deltas[l], net->ld[l], gy, ldy, rows, L->n_out);
+            continue;
+        }
+        if (L->kind == FNN_LAYER_DROPOUT) { /* d_in = d_out * mask * scale: the same mask */
+            if (l == 0) continue;
+            if (L->rate > 0.0f)
+                dropout(gy, ldy, net->deltas[l], net->ld[l], rows, L->n_out, L->rate,
+                        net->mask_seeds[l]);
+            else
+                copy_rows(net->deltas[l], net->ld[l], gy, ldy, rows, L->n_out);
             continue;
         }
         fnn_dense_backward(net->acts[l], net->ld[l], net->params + L->w_off, net->acts[l + 1], gy,
@@ -180,7 +216,7 @@ void fnn_net_predict(const fnn_net *net, const float *x, int64_t n, float *out)
     const int64_t n_in = net->layers[0].n_in, m = out_width(net);
     for (int64_t s = 0; s < n; s += net->max_batch) {
         const int64_t rows = n - s < net->max_batch ? n - s : net->max_batch;
-        forward(net, x + s * n_in, n_in, rows);
+        forward(net, x + s * n_in, n_in, rows, 0);
         copy_rows(out + s * m, m, last_output(net), out_ld(net), rows, m);
     }
     fnn_fpu_restore(fpu);
@@ -195,7 +231,7 @@ static int train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, c
         const int64_t rows = n - s < batch ? n - s : batch;
         gather(net->acts[0], x, perm, s, rows, n_in);
         gather(net->target, y, perm, s, rows, tw);
-        forward(net, net->acts[0], n_in, rows);
+        forward(net, net->acts[0], n_in, rows, 1);
         const double loss = fnn_loss(net->loss, last_output(net), out_ld(net), net->target,
                                      net->deltas[net->n_layers], rows, m);
         add_metrics(net, net->target, rows, metrics, n_metrics, tot);
@@ -241,7 +277,7 @@ void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_
     if (batch > net->max_batch) batch = net->max_batch;
     for (int64_t s = 0; s < n; s += batch) {
         const int64_t rows = n - s < batch ? n - s : batch;
-        forward(net, x + s * n_in, n_in, rows);
+        forward(net, x + s * n_in, n_in, rows, 0);
         tot->loss_sum += fnn_loss(net->loss, last_output(net), out_ld(net), y + s * tw, NULL, rows,
                                   m) * (double)rows;
         add_metrics(net, y + s * tw, rows, metrics, n_metrics, tot);

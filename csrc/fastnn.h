@@ -129,15 +129,17 @@ void fnn_optimizer_update(fnn_optimizer *opt, float *w, const float *g, size_t n
 void fnn_optimizer_select(int level);
 
 /* ---- the engine: a chain of dense layers, trained an epoch per call -------- */
-enum { FNN_LAYER_DENSE = 0, FNN_LAYER_ACTIVATION = 1 };
+enum { FNN_LAYER_DENSE = 0, FNN_LAYER_ACTIVATION = 1, FNN_LAYER_DROPOUT = 2 };
 
 typedef struct {
-    int kind;             /* FNN_LAYER_*: an activation layer has n_in == n_out, no weights */
+    int kind;             /* FNN_LAYER_*: activation and dropout layers have n_in == n_out
+                             and no weights */
     int64_t n_in, n_out;
     int act;
     int use_bias;
     int64_t w_off, b_off; /* offsets into the flat parameter (and gradient) buffer */
     fnn_sgemm_fn gemm;    /* NULL = own loops; chosen per layer at compile time   */
+    float rate;           /* dropout: the fraction of units zeroed while training  */
 } fnn_layer;
 
 typedef struct {
@@ -153,6 +155,8 @@ typedef struct {
     float *target;        /* gathered targets, max_batch x target_width */
     int64_t target_width;
     float *scratch;       /* max over layers of fnn_dense_scratch() floats */
+    uint64_t *dropout_state; /* advanced once a training step; seeds each dropout mask */
+    uint64_t *mask_seeds;    /* per layer: the seed of this step's mask (backward redraws it) */
 } fnn_net;
 
 enum { FNN_MAX_METRICS = 4 };
