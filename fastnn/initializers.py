@@ -28,34 +28,46 @@ def _fans(shape):
     return shape[0], shape[1]
 
 
-class GlorotUniform(Initializer):
+class VarianceScaling(Initializer):
+    """Keras' family behind glorot_*, he_* and lecun_*: variance scale / n, with n the
+    fan-in or the mean of fan-in and fan-out; drawn uniform in +-sqrt(3 var), or from a
+    normal truncated at two standard deviations (scaled up by 1/.8796 so that the
+    truncated draw keeps the intended variance)."""
+
+    scale, mode, distribution = 1.0, "fan_in", "truncated_normal"
+
+    def __call__(self, shape, dtype=np.float32):
+        fan_in, fan_out = _fans(shape)
+        variance = self.scale / (fan_in if self.mode == "fan_in" else (fan_in + fan_out) / 2)
+        if self.distribution == "uniform":
+            limit = np.sqrt(3.0 * variance)
+            return utils.rng().uniform(-limit, limit, size=shape).astype(dtype)
+        return _truncated_normal(shape, np.sqrt(variance) / 0.87962566103423978).astype(dtype)
+
+
+class GlorotUniform(VarianceScaling):
     """U(-l, l) with l = sqrt(6 / (fan_in + fan_out))."""
-
-    def __call__(self, shape, dtype=np.float32):
-        fan_in, fan_out = _fans(shape)
-        limit = np.sqrt(6.0 / (fan_in + fan_out))
-        return utils.rng().uniform(-limit, limit, size=shape).astype(dtype)
+    scale, mode, distribution = 1.0, "fan_avg", "uniform"
 
 
-class GlorotNormal(Initializer):
-    """Truncated normal (|x| < 2 sd) with sd = sqrt(2 / (fan_in + fan_out)) / .8796."""
-
-    def __call__(self, shape, dtype=np.float32):
-        fan_in, fan_out = _fans(shape)
-        return _truncated_normal(shape, np.sqrt(2.0 / (fan_in + fan_out)), dtype)
+class GlorotNormal(VarianceScaling):
+    scale, mode, distribution = 1.0, "fan_avg", "truncated_normal"
 
 
-class HeNormal(Initializer):
-    """Truncated normal with sd = sqrt(2 / fan_in) / .8796."""
-
-    def __call__(self, shape, dtype=np.float32):
-        return _truncated_normal(shape, np.sqrt(2.0 / _fans(shape)[0]), dtype)
+class HeNormal(VarianceScaling):
+    scale, mode, distribution = 2.0, "fan_in", "truncated_normal"
 
 
-class HeUniform(Initializer):
-    def __call__(self, shape, dtype=np.float32):
-        limit = np.sqrt(6.0 / _fans(shape)[0])
-        return utils.rng().uniform(-limit, limit, size=shape).astype(dtype)
+class HeUniform(VarianceScaling):
+    scale, mode, distribution = 2.0, "fan_in", "uniform"
+
+
+class LecunNormal(VarianceScaling):
+    scale, mode, distribution = 1.0, "fan_in", "truncated_normal"
+
+
+class LecunUniform(VarianceScaling):
+    scale, mode, distribution = 1.0, "fan_in", "uniform"
 
 
 class RandomNormal(Initializer):
@@ -91,39 +103,20 @@ class TruncatedNormal(Initializer):
         self.mean, self.stddev = float(mean), float(stddev)
 
     def __call__(self, shape, dtype=np.float32):
-        out = utils.rng().normal(0.0, self.stddev, size=shape)
-        bad = np.abs(out) > 2 * self.stddev
-        while bad.any():
-            out[bad] = utils.rng().normal(0.0, self.stddev, size=int(bad.sum()))
-            bad = np.abs(out) > 2 * self.stddev
-        return (out + self.mean).astype(dtype)
+        return (_truncated_normal(shape, self.stddev) + self.mean).astype(dtype)
 
     def get_config(self):
         return {"mean": self.mean, "stddev": self.stddev}
 
 
-class LecunNormal(Initializer):
-    """Truncated normal with sd = sqrt(1 / fan_in) / .8796."""
-
-    def __call__(self, shape, dtype=np.float32):
-        return _truncated_normal(shape, np.sqrt(1.0 / _fans(shape)[0]), dtype)
-
-
-class LecunUniform(Initializer):
-    def __call__(self, shape, dtype=np.float32):
-        limit = np.sqrt(3.0 / _fans(shape)[0])
-        return utils.rng().uniform(-limit, limit, size=shape).astype(dtype)
-
-
-def _truncated_normal(shape, stddev, dtype):
-    # Keras divides by .87962566 so that the truncated draw keeps the intended variance.
-    sd = stddev / 0.87962566103423978
+def _truncated_normal(shape, sd):
+    """N(0, sd), entries beyond two sd redrawn."""
     out = utils.rng().normal(0.0, sd, size=shape)
     bad = np.abs(out) > 2 * sd
     while bad.any():
         out[bad] = utils.rng().normal(0.0, sd, size=int(bad.sum()))
         bad = np.abs(out) > 2 * sd
-    return out.astype(dtype)
+    return out
 
 
 _BY_NAME = {"zeros": Zeros, "ones": Ones, "glorot_uniform": GlorotUniform,
