@@ -71,7 +71,7 @@ class NumpyMLP:
             learning_rate = 0.001 if optimizer == "rmsprop" else 0.01
         # Hyper-parameters as float32 scalars: a numpy float64 scalar would promote the update.
         self.lr, self.rho = _F32(learning_rate), _F32(rho)
-        self.one_minus_rho, self.eps = _F32(1.0 - float(rho)), _F32(epsilon)
+        self.eps = _F32(epsilon)
 
         n = sum(i * o + o for i, o in zip(self.sizes[:-1], self.sizes[1:]))
         self.params = np.zeros(n, _F32)
@@ -170,20 +170,12 @@ class NumpyMLP:
         return loss
 
     def _update(self):
-        g, p, t = self.grads, self.params, self._tmp
         if self.optimizer == "rmsprop":
-            # Keras: v = rho*v + (1-rho)*g^2 ; w -= lr*g / sqrt(v + eps). g is scratch after this.
-            np.multiply(g, g, out=t)
-            t *= self.one_minus_rho
-            self._v *= self.rho
-            self._v += t
-            np.add(self._v, self.eps, out=t)
-            np.sqrt(t, out=t)
-            g *= self.lr
-            g /= t
+            rmsprop_update(self.params, self.grads, self._v, self._tmp, self.lr, self.rho,
+                           self.eps)
         else:
-            g *= self.lr
-        p -= g
+            self.grads *= self.lr
+            self.params -= self.grads
 
     def fit(self, x, y, epochs, batch_size=32, shuffle=True, seed=0):
         """Train; returns per-epoch losses (batch losses weighted by batch length)."""
@@ -212,6 +204,21 @@ class NumpyMLP:
                 total += self.train_step(xb, yb) * (stop - start)
             history.append(total / n)
         return history
+
+
+def rmsprop_update(w, g, v, t, lr, rho, eps):
+    """Keras' RMSprop in careful NumPy, in place with out= everywhere and float32 scalars,
+    one scratch buffer t, g untouched: v = rho*v + (1-rho)*g^2; w -= lr*g/sqrt(v+eps)."""
+    lr, rho, eps = _F32(lr), _F32(rho), _F32(eps)
+    np.multiply(g, g, out=t)
+    t *= _F32(1) - rho
+    v *= rho
+    v += t
+    np.add(v, eps, out=t)
+    np.sqrt(t, out=t)
+    np.divide(g, t, out=t)
+    t *= lr
+    w -= t
 
 
 class NumpyDense:

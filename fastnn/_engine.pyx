@@ -582,10 +582,7 @@ cdef class Net:
         cdef int mids[4]
         cdef int nm = self._metric_ids(metrics, mids)
         cdef fnn_totals tot
-        tot.loss_sum = 0
-        tot.rows = 0
-        for l in range(4):
-            tot.metric_sum[l] = 0
+        memset(&tot, 0, sizeof(tot))
         with nogil:
             PyThread_acquire_lock(self.lock, WAIT_LOCK)
             fnn_net_evaluate(&self.net, fptr(x), fptr(y), n, batch, mids, nm, &tot)

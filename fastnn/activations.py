@@ -1,5 +1,7 @@
-"""Activation functions by name. The maths runs in C (csrc/activations.c);
-these NumPy versions serve eager calls on small arrays and the docs."""
+"""Activation functions by name. The maths runs in C (csrc/activations.c); the
+functions here apply it to arrays, as keras.activations.relu(x) does."""
+import numpy as np
+
 from fastnn import _engine
 
 _ALIASES = {None: "linear", "linear": "linear", "relu": "relu", "sigmoid": "sigmoid",
@@ -19,7 +21,6 @@ def get(identifier):
 
 
 def _apply(name, x):
-    import numpy as np
     return _engine.activation_forward(np.ascontiguousarray(x, dtype=np.float32), name)
 
 

@@ -39,6 +39,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from fastnn._baseline import rmsprop_update
+
 __all__ = ["Case", "case", "time_case", "have_torch", "implementations", "is_quick",
            "housing", "synthetic", "WORKLOADS", "run_all", "run_workload"]
 
@@ -225,20 +227,6 @@ def numpy_predict_batched(net, x, batch, out):
         stop = min(start + batch, n)
         np.copyto(out[start:stop], net._forward(x[start:stop], net._buf(stop - start)))
     return out
-
-
-def numpy_rmsprop(w, g, v, t, lr=_F32(1e-3), rho=_F32(0.9), eps=_F32(1e-7)):
-    """Keras' RMSprop in careful NumPy: in place, out= everywhere, float32 scalars, one
-    scratch buffer t, g left untouched. v = rho*v + (1-rho)*g^2; w -= lr*g/sqrt(v+eps)."""
-    np.multiply(g, g, out=t)
-    t *= _F32(1) - rho
-    v *= rho
-    v += t
-    np.add(v, eps, out=t)
-    np.sqrt(t, out=t)
-    np.divide(g, t, out=t)
-    t *= lr
-    w -= t
 
 
 def import_seconds(modules="numpy", repeats=1):
@@ -464,7 +452,8 @@ def _w5_rmsprop(impl, quick):
         return _case(state.step, w, g, bytes=counted)
     if impl == "numpy":
         v, t = np.zeros(n, _F32), np.empty(n, _F32)
-        return _case(numpy_rmsprop, w, g, v, t, bytes=counted)
+        return _case(functools.partial(rmsprop_update, lr=1e-3, rho=0.9, eps=1e-7), w, g, v, t,
+                     bytes=counted)
     if impl == "torch":
         torch = _torch()
         p = torch.nn.Parameter(torch.from_numpy(w))
