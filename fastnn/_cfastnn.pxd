@@ -1,6 +1,8 @@
 # Declarations of csrc/fastnn.h for Cython.
 from libc.stdint cimport int64_t, uint64_t
 
+from fastnn._coptimizers cimport *
+
 cdef extern from "fastnn.h" nogil:
     ctypedef void (*fnn_sgemm_fn)(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                                   const float *a, int64_t lda, const float *b, int64_t ldb,
@@ -27,15 +29,6 @@ cdef extern from "fastnn.h" nogil:
                             fnn_sgemm_fn gemm, float *scratch)
     double fnn_loss(int loss, const float *pred, int64_t ldp, const float *target, float *grad,
                     int64_t n, int64_t m)
-
-    ctypedef struct fnn_optimizer:
-        int kind
-        float lr, rho, momentum, epsilon, beta1, beta2
-        int64_t iterations
-        float *slot1
-        float *slot2
-    void fnn_optimizer_step(fnn_optimizer *opt, float *w, const float *g, size_t n)
-    void fnn_optimizer_select(int level)
 
     enum: FNN_LAYER_DENSE, FNN_LAYER_ACTIVATION, FNN_LAYER_DROPOUT
 
