@@ -10,8 +10,9 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-SOURCES = ["activations.c", "dense.c", "engine.c", "gemm.c", "losses.c", "narrow.c",
-           "optimizers.c"]
+SOURCES = ["activations.c", "dense.c", "engine.c", "gemm.c", "losses.c", "metrics.c",
+           "narrow.c", "optimizers.c", "ops/ops.c", "ops/dense.c", "ops/activation.c",
+           "ops/dropout.c", "ops/merge.c"]
 
 if sys.platform == "win32":
     compile_args = ["/O2"]

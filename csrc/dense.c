@@ -109,6 +109,16 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
                         int64_t ldy, float *gx, int64_t ldgx, float *gw, float *gb, int64_t n,
                         int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm, float *scratch)
 {
+    if (!gw) { /* frozen weights: dL/dz, then only dL/dX */
+        fnn_act_backward(act, y, gy, ldy, n, n_out);
+        if (!gx) return;
+        if (panels(n_out, ldy, gemm, scratch) && ldgx >= pad(n_in))
+            input_grad_panels(gy, ldy, w, gx, ldgx, n, n_in, n_out, scratch);
+        else
+            (gemm ? gemm : fnn_sgemm_portable)(0, 1, n, n_in, n_out, 1.0f, gy, ldy, w, n_out,
+                                               0.0f, gx, ldgx);
+        return;
+    }
     if (single(n_in, n_out, ldx, ldy, scratch) && (!gx || ldgx >= P)) {
         fnn_act_backward(act, y, gy, ldy, n, n_out);
         fnn_narrow.single_backward(x, ldx, w, gy, ldy, gx, ldgx, gw, gb, n, n_in);

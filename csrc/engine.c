@@ -1,19 +1,17 @@
-/* engine.c - trains a chain of dense layers an epoch per call: shuffle, gather
- * each batch from the caller's arrays, forward, loss, backward, optimizer step.
- * No allocation: every buffer comes from the plan the caller compiled. */
+/* engine.c - runs a plan: two generic loops over its ops (forward, then backward in
+ * reverse), the losses of its heads, and the training run around them (shuffle, gather
+ * each batch from the caller's arrays, forward, loss, backward, optimizer step), in
+ * chunks the caller can resume. No allocation once bound: every buffer is in the arena. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fastnn.h"
 #include "fpu.h"
-
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "metrics.h"
+#include "ops/ops.h"
+#include "random.h"
 
 FNN_CLONES
 int fnn_all_finite(const float *x, size_t n)
@@ -33,7 +31,7 @@ void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)
 {
     int64_t i = n - 1;
     for (; i > 1 && i < 0xFFFFFFFFLL; i -= 2) {
-        const uint64_t r = splitmix64(state);
+        const uint64_t r = fnn_splitmix64(state);
         const int64_t j = (int64_t)(((r & 0xFFFFFFFFu) * (uint64_t)(i + 1)) >> 32);
         int64_t t = perm[i];
         perm[i] = perm[j];
@@ -44,7 +42,7 @@ void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)
         perm[k] = t;
     }
     for (; i > 0; i--) { /* the last swap, or any beyond 2^32 rows */
-        const uint64_t r = splitmix64(state);
+        const uint64_t r = fnn_splitmix64(state);
 #if defined(__SIZEOF_INT128__)
         const int64_t j = (int64_t)(((unsigned __int128)r * (uint64_t)(i + 1)) >> 64);
 #else
@@ -56,134 +54,311 @@ void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)
     }
 }
 
-static const float *last_output(const fnn_net *net) { return net->acts[net->n_layers]; }
-static int64_t out_width(const fnn_net *net) { return net->layers[net->n_layers - 1].n_out; }
-static int64_t out_ld(const fnn_net *net) { return net->ld[net->n_layers]; }
-
-/* dst rows (stride ldd) = src rows (stride lds), w floats each */
-static void copy_rows(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows,
-                      int64_t w)
+static double now_seconds(void)
 {
-    for (int64_t r = 0; r < rows; r++) memcpy(dst + r * ldd, src + r * lds, (size_t)w * sizeof(float));
+#if defined(CLOCK_MONOTONIC)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+#endif
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Dropout's mask is a hash of (the step's seed, element index), so backward redraws
- * exactly the mask forward used without storing it: element e is kept when its 32
- * random bits fall below keep * 2^32. */
-static void dropout(const float *in, int64_t ldin, float *out, int64_t ldout, int64_t rows,
-                    int64_t m, float rate, uint64_t seed)
+/* ---- layout ------------------------------------------------------------------------- */
+
+static int64_t pad16(int64_t w) { return (w + FNN_NARROW - 1) / FNN_NARROW * FNN_NARROW; }
+
+static int produced_before(const fnn_plan *p, int t, int k)
 {
-    const float scale = 1.0f / (1.0f - rate);
-    const uint64_t keep_below = (uint64_t)((1.0 - (double)rate) * 4294967296.0);
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t j = 0; j < m; j += 2) {
-            uint64_t h = seed + (uint64_t)(r * m + j) * 0x9E3779B97F4A7C15ull;
-            const uint64_t bits = splitmix64(&h);
-            out[r * ldout + j] = (bits & 0xFFFFFFFFu) < keep_below ? in[r * ldin + j] * scale : 0.0f;
-            if (j + 1 < m)
-                out[r * ldout + j + 1] = (bits >> 32) < keep_below ? in[r * ldin + j + 1] * scale
-                                                                  : 0.0f;
-        }
+    for (int j = 0; j < k; j++)
+        if (p->ops[j].out == t) return 1;
+    return 0;
 }
 
-/* Forward of `rows` rows starting at x0 (row stride ldx0); training draws dropout masks. */
-static void forward(const fnn_net *net, const float *x0, int64_t ldx0, int64_t rows,
-                    int training)
+static int64_t fail(int code, int index, int *where)
 {
-    const float *in = x0;
-    int64_t ldin = ldx0;
-    for (int l = 0; l < net->n_layers; l++) {
-        const fnn_layer *L = &net->layers[l];
-        float *out = net->acts[l + 1];
-        const int64_t ldout = net->ld[l + 1];
-        if (L->kind == FNN_LAYER_ACTIVATION) {
-            copy_rows(out, ldout, in, ldin, rows, L->n_out);
-            fnn_act_forward(L->act, out, ldout, rows, L->n_out);
-        } else if (L->kind == FNN_LAYER_DROPOUT) {
-            if (training && L->rate > 0.0f) {
-                net->mask_seeds[l] = splitmix64(net->dropout_state);
-                dropout(in, ldin, out, ldout, rows, L->n_out, L->rate, net->mask_seeds[l]);
-            } else {
-                copy_rows(out, ldout, in, ldin, rows, L->n_out); /* inference: identity */
-            }
-        } else {
-            fnn_dense_forward(in, ldin, net->params + L->w_off,
-                              L->use_bias ? net->params + L->b_off : NULL, out, ldout, rows,
-                              L->n_in, L->n_out, L->act, L->gemm, net->scratch);
+    if (where) *where = index;
+    return code;
+}
+
+/* Every tensor id and width valid; ops read only inputs or earlier outputs and write a
+ * fresh tensor; each kind's own check. */
+static int64_t check_plan(const fnn_plan *p, int *where)
+{
+    if (p->max_batch < 1) return fail(FNN_EPLAN_BATCH, 0, where);
+    if (p->n_inputs > FNN_MAX_OP_INPUTS || p->n_heads > FNN_MAX_OP_INPUTS)
+        return fail(FNN_EPLAN_SHAPE, -1, where);
+    for (int t = 0; t < p->n_tensors; t++)
+        if (p->tensors[t].width < 1) return fail(FNN_EPLAN_TENSOR, t, where);
+    for (int i = 0; i < p->n_inputs; i++)
+        if (p->inputs[i] < 0 || p->inputs[i] >= p->n_tensors || !p->tensors[p->inputs[i]].is_input)
+            return fail(FNN_EPLAN_TENSOR, p->inputs[i], where);
+    for (int k = 0; k < p->n_ops; k++) {
+        const fnn_op *op = &p->ops[k];
+        if (op->kind < 0 || op->kind >= FNN_OP_COUNT) return fail(FNN_EPLAN_KIND, k, where);
+        if (op->n_in < 1 || op->n_in > FNN_MAX_OP_INPUTS) return fail(FNN_EPLAN_SHAPE, k, where);
+        if (op->out < 0 || op->out >= p->n_tensors) return fail(FNN_EPLAN_TENSOR, k, where);
+        if (p->tensors[op->out].is_input || produced_before(p, op->out, k))
+            return fail(FNN_EPLAN_PRODUCER, k, where);
+        for (int i = 0; i < op->n_in; i++) {
+            const int t = op->in[i];
+            if (t < 0 || t >= p->n_tensors) return fail(FNN_EPLAN_TENSOR, k, where);
+            if (!p->tensors[t].is_input && !produced_before(p, t, k))
+                return fail(FNN_EPLAN_PRODUCER, k, where);
         }
-        in = out;
-        ldin = ldout;
+        const int code = fnn_op_table[op->kind]->check(p, op);
+        if (code) return fail(code, k, where);
+    }
+    for (int j = 0; j < p->n_outputs; j++)
+        if (p->outputs[j] < 0 || p->outputs[j] >= p->n_tensors)
+            return fail(FNN_EPLAN_TENSOR, p->outputs[j], where);
+    for (int h = 0; h < p->n_heads; h++) {
+        const fnn_head *hd = &p->heads[h];
+        if (hd->tensor < 0 || hd->tensor >= p->n_tensors || hd->target_width < 1)
+            return fail(FNN_EPLAN_TENSOR, h, where);
+        if (hd->loss < FNN_LOSS_MSE || hd->loss > FNN_LOSS_BCE_LOGITS)
+            return fail(FNN_EPLAN_KIND, h, where);
+        for (int g = 0; g < h; g++)
+            if (p->heads[g].tensor == hd->tensor) return fail(FNN_EPLAN_PRODUCER, h, where);
+    }
+    for (int m = 0; m < p->n_metrics; m++)
+        if (p->metrics[m].head < 0 || p->metrics[m].head >= p->n_heads ||
+            p->metrics[m].kind < FNN_METRIC_MSE || p->metrics[m].kind > FNN_METRIC_ACCURACY)
+            return fail(FNN_EPLAN_KIND, m, where);
+    return 0;
+}
+
+/* Gradient flow. Forward: a tensor depends on a trainable weight if its producer has one
+ * or reads such a tensor. Backward, from the losses: an op's backward runs when its
+ * output receives a gradient and it has trainable weights or an input that depends on
+ * one; the first writer of a gradient (in backward order) writes it, later ones add
+ * (acc), so chains keep the cost of plain writes. A weight read by two ops (a layer
+ * called twice) likewise: the second adds its gradient (wacc). */
+static void gradient_flow(fnn_plan *p, int *writers)
+{
+    for (int t = 0; t < p->n_tensors; t++) {
+        p->tensors[t].needs_grad = 0;
+        writers[t] = 0;
+    }
+    for (int k = 0; k < p->n_ops; k++) {
+        const fnn_op *op = &p->ops[k];
+        int depends = fnn_op_table[op->kind]->has_weights && op->trainable;
+        for (int i = 0; i < op->n_in; i++) depends |= p->tensors[op->in[i]].needs_grad;
+        p->tensors[op->out].needs_grad = depends;
+    }
+    for (int h = 0; h < p->n_heads; h++) writers[p->heads[h].tensor] = 1;
+    for (int k = p->n_ops - 1; k >= 0; k--) {
+        fnn_op *op = &p->ops[k];
+        op->acc = 0;
+        op->wacc = 0;
+        op->backward = writers[op->out] > 0 && p->tensors[op->out].needs_grad;
+        if (!op->backward) continue;
+        for (int i = 0; i < op->n_in; i++) {
+            const int t = op->in[i];
+            if (!p->tensors[t].needs_grad) continue;
+            if (writers[t]++) op->acc |= (uint64_t)1 << i;
+        }
+        if (fnn_op_table[op->kind]->has_weights && op->trainable)
+            for (int j = k + 1; j < p->n_ops; j++)
+                if (p->ops[j].backward && p->ops[j].kind == op->kind && p->ops[j].trainable &&
+                    p->ops[j].w_off == op->w_off)
+                    op->wacc = 1;
+    }
+    /* a tensor carries a gradient only if somebody writes it */
+    for (int t = 0; t < p->n_tensors; t++)
+        p->tensors[t].needs_grad = p->tensors[t].needs_grad && writers[t] > 0;
+}
+
+static int64_t widest(const fnn_plan *p)
+{
+    int64_t w = 1;
+    for (int t = 0; t < p->n_tensors; t++)
+        w = p->tensors[t].ld > w ? p->tensors[t].ld : w;
+    return w;
+}
+
+/* Floats of each region, rounded up to 16 (64 bytes) so every buffer starts aligned. */
+int64_t fnn_plan_layout(fnn_plan *p, int *where)
+{
+    const int64_t code = check_plan(p, where);
+    if (code) return code;
+    int *writers = (int *)malloc((size_t)(p->n_tensors > 0 ? p->n_tensors : 1) * sizeof(int));
+    if (!writers) return fail(FNN_EPLAN_BATCH, -1, where);
+    gradient_flow(p, writers);
+    free(writers);
+    const int64_t b = p->max_batch;
+    int64_t total = 0, scratch = 0, wtmp = 0;
+    for (int t = 0; t < p->n_tensors; t++) {
+        fnn_tensor *T = &p->tensors[t];
+        /* inputs stay packed (predict reads the caller's rows in place); the rest are
+         * padded to whole 16-float panels, which the narrow kernels read and write */
+        T->ld = T->is_input ? T->width : pad16(T->width);
+        total += pad16(b * T->ld) * (T->needs_grad ? 2 : 1);
+    }
+    for (int h = 0; h < p->n_heads; h++) total += pad16(b * p->heads[h].target_width);
+    for (int k = 0; k < p->n_ops; k++) {
+        const fnn_op_kind *kind = fnn_op_table[p->ops[k].kind];
+        const int64_t s = (int64_t)kind->scratch(p, &p->ops[k]);
+        scratch = s > scratch ? s : scratch;
+        if (p->ops[k].wacc) {
+            const int64_t w = (int64_t)kind->weight_grads(p, &p->ops[k]);
+            wtmp = w > wtmp ? w : wtmp;
+        }
+    }
+    return total + pad16(scratch) + pad16(b * widest(p)) + pad16(wtmp);
+}
+
+void fnn_plan_bind(fnn_plan *p, float *arena)
+{
+    const int64_t b = p->max_batch;
+    float *at = arena;
+    for (int t = 0; t < p->n_tensors; t++) {
+        fnn_tensor *T = &p->tensors[t];
+        T->value = at;
+        at += pad16(b * T->ld);
+        T->grad = NULL;
+        if (T->needs_grad) {
+            T->grad = at;
+            at += pad16(b * T->ld);
+        }
+    }
+    for (int h = 0; h < p->n_heads; h++) {
+        p->heads[h].target = at;
+        at += pad16(b * p->heads[h].target_width);
+    }
+    int64_t scratch = 0;
+    for (int k = 0; k < p->n_ops; k++) {
+        const int64_t s = (int64_t)fnn_op_table[p->ops[k].kind]->scratch(p, &p->ops[k]);
+        scratch = s > scratch ? s : scratch;
+    }
+    p->scratch = at;
+    at += pad16(scratch);
+    p->tmp = at;
+    at += pad16(b * widest(p));
+    p->wtmp = at;
+}
+
+int64_t fnn_totals_size(const fnn_plan *p) { return 2 + p->n_heads + p->n_metrics; }
+
+/* ---- the two loops ------------------------------------------------------------------ */
+
+static void forward(fnn_plan *p, int64_t rows, int training)
+{
+    for (int k = 0; k < p->n_ops; k++)
+        fnn_op_table[p->ops[k].kind]->forward(p, &p->ops[k], rows, training);
+}
+
+static void backward(const fnn_plan *p, int64_t rows)
+{
+    for (int k = p->n_ops - 1; k >= 0; k--)
+        if (p->ops[k].backward) fnn_op_table[p->ops[k].kind]->backward(p, &p->ops[k], rows);
+}
+
+/* The heads' losses on `rows` rows against targets[h] (packed), their gradients when
+ * with_grad, and the metrics, added to tot. Returns the weighted total loss. */
+static double losses_and_metrics(const fnn_plan *p, const float *const *targets, int64_t rows,
+                                 int with_grad, double *tot)
+{
+    double total = 0.0;
+    for (int h = 0; h < p->n_heads; h++) {
+        const fnn_head *hd = &p->heads[h];
+        const fnn_tensor *T = &p->tensors[hd->tensor];
+        float *grad = with_grad ? T->grad : NULL;
+        const double loss = fnn_loss(hd->loss, T->value, T->ld, targets[h], grad, rows, T->width);
+        if (grad && hd->weight != 1.0f)
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t j = 0; j < T->width; j++) grad[r * T->ld + j] *= hd->weight;
+        total += (double)hd->weight * loss;
+        tot[2 + h] += loss * (double)rows;
+    }
+    for (int m = 0; m < p->n_metrics; m++) {
+        const fnn_head *hd = &p->heads[p->metrics[m].head];
+        const fnn_tensor *T = &p->tensors[hd->tensor];
+        tot[2 + p->n_heads + m] +=
+            fnn_metric_value(p->metrics[m].kind, T->value, T->ld, targets[p->metrics[m].head],
+                       hd->target_width, rows, T->width, hd->loss, hd->folded_act, p->tmp) *
+            (double)rows;
+    }
+    tot[0] += (double)rows;
+    tot[1] += total * (double)rows;
+    return total;
+}
+
+/* ---- predict and evaluate ------------------------------------------------------------- */
+
+/* Points the input tensors at rows [s, ...) of the caller's arrays (read in place). */
+static void feed_inputs(fnn_plan *p, const float *const *x, int64_t s)
+{
+    for (int i = 0; i < p->n_inputs; i++) {
+        fnn_tensor *T = &p->tensors[p->inputs[i]];
+        T->value = (float *)(x[i] + s * T->width);
     }
 }
 
-static void backward(const fnn_net *net, int64_t rows)
+int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int64_t n,
+                         float *const *out, double max_seconds)
 {
-    for (int l = net->n_layers - 1; l >= 0; l--) {
-        const fnn_layer *L = &net->layers[l];
-        float *gy = net->deltas[l + 1];
-        const int64_t ldy = net->ld[l + 1];
-        if (L->kind == FNN_LAYER_ACTIVATION) {
-            fnn_act_backward(L->act, net->acts[l + 1], gy, ldy, rows, L->n_out);
-            if (l > 0) copy_rows(net->deltas[l], net->ld[l], gy, ldy, rows, L->n_out);
-            continue;
+    const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
+    double deadline = 0.0; /* read once a first chunk leaves rows to do (a latency path) */
+    float *saved[FNN_MAX_OP_INPUTS];
+    for (int i = 0; i < p->n_inputs && i < FNN_MAX_OP_INPUTS; i++)
+        saved[i] = p->tensors[p->inputs[i]].value;
+    int64_t s = start;
+    while (s < n) {
+        const int64_t rows = n - s < p->max_batch ? n - s : p->max_batch;
+        feed_inputs(p, x, s);
+        forward(p, rows, 0);
+        for (int j = 0; j < p->n_outputs; j++) {
+            const fnn_tensor *T = &p->tensors[p->outputs[j]];
+            fnn_put_rows(out[j] + s * T->width, T->width, T->value, T->ld, rows, T->width, 0);
         }
-        if (L->kind == FNN_LAYER_DROPOUT) { /* d_in = d_out * mask * scale: the same mask */
-            if (l == 0) continue;
-            if (L->rate > 0.0f)
-                dropout(gy, ldy, net->deltas[l], net->ld[l], rows, L->n_out, L->rate,
-                        net->mask_seeds[l]);
-            else
-                copy_rows(net->deltas[l], net->ld[l], gy, ldy, rows, L->n_out);
-            continue;
+        s += rows;
+        if (max_seconds > 0 && s < n) {
+            if (deadline == 0.0)
+                deadline = now_seconds() + max_seconds;
+            else if (now_seconds() >= deadline)
+                break;
         }
-        fnn_dense_backward(net->acts[l], net->ld[l], net->params + L->w_off, net->acts[l + 1], gy,
-                           ldy, l == 0 ? NULL : net->deltas[l], net->ld[l],
-                           net->grads + L->w_off, L->use_bias ? net->grads + L->b_off : NULL,
-                           rows, L->n_in, L->n_out, L->act, L->gemm, net->scratch);
     }
+    for (int i = 0; i < p->n_inputs && i < FNN_MAX_OP_INPUTS; i++)
+        p->tensors[p->inputs[i]].value = saved[i];
+    fnn_fpu_restore(fpu);
+    return s;
 }
 
-/* Accuracy follows Keras' choice by target shape: integer labels (tw == 1, m > 1):
- * argmax == label; distributions (tw == m > 1): argmax == argmax; one output: binary at
- * 0.5 (at 0 on logits, when the sigmoid sits in the loss). MSE/MAE need tw == m. */
-static double metric(int kind, const float *p, int64_t ldp, const float *t, int64_t tw,
-                     int64_t n, int64_t m, int loss)
+int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const *y,
+                          int64_t start, int64_t n, int batch, double *totals,
+                          double max_seconds)
 {
-    if (kind == FNN_METRIC_ACCURACY) {
-        int64_t hits = 0;
-        const float threshold = loss == FNN_LOSS_BCE_LOGITS ? 0.0f : 0.5f;
-        for (int64_t i = 0; i < n; i++) {
-            const float *pi = p + i * ldp, *ti = t + i * tw;
-            if (m == 1) {
-                hits += (pi[0] > threshold) == (ti[0] > 0.5f);
-                continue;
-            }
-            int64_t best = 0;
-            for (int64_t j = 1; j < m; j++) best = pi[j] > pi[best] ? j : best;
-            if (tw == 1) {
-                hits += best == (int64_t)ti[0];
-            } else {
-                int64_t want = 0;
-                for (int64_t j = 1; j < m; j++) want = ti[j] > ti[want] ? j : want;
-                hits += best == want;
-            }
-        }
-        return (double)hits / (double)n;
+    const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
+    const double deadline = max_seconds > 0 ? now_seconds() + max_seconds : 0.0;
+    const float *targets[FNN_MAX_OP_INPUTS];
+    float *saved[FNN_MAX_OP_INPUTS];
+    for (int i = 0; i < p->n_inputs && i < FNN_MAX_OP_INPUTS; i++)
+        saved[i] = p->tensors[p->inputs[i]].value;
+    if (batch > p->max_batch || batch < 1) batch = p->max_batch;
+    int64_t s = start;
+    while (s < n) {
+        const int64_t rows = n - s < batch ? n - s : batch;
+        feed_inputs(p, x, s);
+        for (int h = 0; h < p->n_heads && h < FNN_MAX_OP_INPUTS; h++)
+            targets[h] = y[h] + s * p->heads[h].target_width;
+        forward(p, rows, 0);
+        losses_and_metrics(p, targets, rows, 0, totals);
+        s += rows;
+        if (deadline > 0 && s < n && now_seconds() >= deadline) break;
     }
-    if (tw != m) return NAN; /* never read past the targets (Python rejects this pairing) */
-    return fnn_loss(kind == FNN_METRIC_MAE ? FNN_LOSS_MAE : FNN_LOSS_MSE, p, ldp, t, NULL, n, m);
+    for (int i = 0; i < p->n_inputs && i < FNN_MAX_OP_INPUTS; i++)
+        p->tensors[p->inputs[i]].value = saved[i];
+    fnn_fpu_restore(fpu);
+    return s;
 }
 
-static void add_metrics(const fnn_net *net, const float *t, int64_t rows, const int *metrics,
-                        int n_metrics, fnn_totals *tot)
-{
-    for (int k = 0; k < n_metrics && k < FNN_MAX_METRICS; k++)
-        tot->metric_sum[k] += metric(metrics[k], last_output(net), out_ld(net), t,
-                                     net->target_width, rows, out_width(net), net->loss) *
-                              (double)rows;
-}
+/* ---- training ------------------------------------------------------------------------ */
 
-/* Copies rows perm[start..start+rows) of src (width w) into dst. */
+/* Copies rows perm[start..start+rows) of src (width w) into dst (packed). */
 static void gather(float *dst, const float *src, const int64_t *perm, int64_t start, int64_t rows,
                    int64_t w)
 {
@@ -210,78 +385,70 @@ static void gather(float *dst, const float *src, const int64_t *perm, int64_t st
     }
 }
 
-void fnn_net_predict(const fnn_net *net, const float *x, int64_t n, float *out)
+/* One step on the batch at run->step: returns 1 if the loss is NaN or Inf (not applied). */
+static int train_step(fnn_plan *p, fnn_optimizer *opt, const fnn_run *run, double *tot)
 {
-    const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
-    const int64_t n_in = net->layers[0].n_in, m = out_width(net);
-    for (int64_t s = 0; s < n; s += net->max_batch) {
-        const int64_t rows = n - s < net->max_batch ? n - s : net->max_batch;
-        forward(net, x + s * n_in, n_in, rows, 0);
-        copy_rows(out + s * m, m, last_output(net), out_ld(net), rows, m);
+    const int64_t s = run->step * run->batch;
+    const int64_t rows = run->n - s < run->batch ? run->n - s : run->batch;
+    const int64_t *perm = run->shuffle ? run->perm : NULL;
+    const float *targets[FNN_MAX_OP_INPUTS];
+    for (int i = 0; i < p->n_inputs; i++) {
+        const fnn_tensor *T = &p->tensors[p->inputs[i]];
+        gather(T->value, run->x[i], perm, s, rows, T->width);
     }
-    fnn_fpu_restore(fpu);
-}
-
-static int train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
-                       const int64_t *perm, int64_t n, int batch, const int *metrics,
-                       int n_metrics, fnn_totals *tot)
-{
-    const int64_t n_in = net->layers[0].n_in, m = out_width(net), tw = net->target_width;
-    for (int64_t s = 0; s < n; s += batch) {
-        const int64_t rows = n - s < batch ? n - s : batch;
-        gather(net->acts[0], x, perm, s, rows, n_in);
-        gather(net->target, y, perm, s, rows, tw);
-        forward(net, net->acts[0], n_in, rows, 1);
-        const double loss = fnn_loss(net->loss, last_output(net), out_ld(net), net->target,
-                                     net->deltas[net->n_layers], rows, m);
-        add_metrics(net, net->target, rows, metrics, n_metrics, tot);
-        tot->loss_sum += loss * (double)rows;
-        tot->rows += rows;
-        if (!isfinite(loss)) return 1;
-        backward(net, rows);
-        fnn_optimizer_update(opt, net->params, net->grads, (size_t)net->n_params);
+    for (int h = 0; h < p->n_heads && h < FNN_MAX_OP_INPUTS; h++) {
+        gather(p->heads[h].target, run->y[h], perm, s, rows, p->heads[h].target_width);
+        targets[h] = p->heads[h].target;
     }
+    forward(p, rows, 1);
+    const double loss = losses_and_metrics(p, targets, rows, 1, tot);
+    if (!isfinite(loss)) return 1;
+    backward(p, rows);
+    fnn_optimizer_update(opt, p->params, p->grads, (size_t)p->n_params);
     return 0;
 }
 
-int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
-                        const int64_t *perm, int64_t n, int batch, const int *metrics,
-                        int n_metrics, fnn_totals *tot)
+int fnn_plan_train(fnn_plan *p, fnn_optimizer *opt, fnn_run *run, int64_t max_steps,
+                   double max_seconds, int stop_at_epoch_end)
 {
     const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
-    const int status = train_epoch(net, opt, x, y, perm, n, batch, metrics, n_metrics, tot);
+    const int64_t steps_per_epoch = (run->n + run->batch - 1) / run->batch;
+    const int64_t tsize = fnn_totals_size(p);
+    /* The clock is read every `every` steps, doubling while steps are short (< 1 ms
+     * between reads): a small model's step is ~1 us, and a read ~20 ns. */
+    const double start = max_seconds > 0 ? now_seconds() : 0.0;
+    double last = start;
+    int64_t done = 0, every = 1, since = 0;
+    int status = FNN_RUN_PAUSED;
+    while (run->epoch < run->epochs && done < max_steps) {
+        if (run->step == 0 && run->epoch - run->epoch_base >= run->totals_cap) {
+            status = FNN_RUN_EPOCH_END; /* the caller collects the totals first */
+            break;
+        }
+        if (run->step == 0 && run->shuffle) fnn_shuffle(run->perm, run->n, &run->shuffle_state);
+        double *tot = run->totals + (int64_t)(run->epoch - run->epoch_base) * tsize;
+        if (train_step(p, opt, run, tot)) {
+            status = FNN_RUN_DIVERGED;
+            break;
+        }
+        done++;
+        if (++run->step == steps_per_epoch) {
+            run->step = 0;
+            run->epoch++;
+            if (stop_at_epoch_end && run->epoch < run->epochs) {
+                status = FNN_RUN_EPOCH_END;
+                break;
+            }
+        }
+        if (max_seconds > 0 && ++since >= every) {
+            const double t = now_seconds();
+            if (t - start >= max_seconds) break;
+            if (t - last < 1e-3) every *= 2;
+            last = t;
+            since = 0;
+        }
+    }
+    if (status == FNN_RUN_PAUSED && run->epoch >= run->epochs) status = FNN_RUN_DONE;
     fnn_fpu_restore(fpu);
     return status;
-}
-
-int fnn_net_train(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
-                  int64_t *perm, uint64_t *shuffle_state, int64_t n, int batch, int epochs,
-                  const int *metrics, int n_metrics, fnn_totals *per_epoch)
-{
-    const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
-    int e = 0;
-    while (e < epochs) {
-        if (perm && shuffle_state) fnn_shuffle(perm, n, shuffle_state);
-        if (train_epoch(net, opt, x, y, perm, n, batch, metrics, n_metrics, &per_epoch[e++]))
-            break;
-    }
-    fnn_fpu_restore(fpu);
-    return e;
-}
-
-void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_t n, int batch,
-                      const int *metrics, int n_metrics, fnn_totals *tot)
-{
-    const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
-    const int64_t n_in = net->layers[0].n_in, m = out_width(net), tw = net->target_width;
-    if (batch > net->max_batch) batch = net->max_batch;
-    for (int64_t s = 0; s < n; s += batch) {
-        const int64_t rows = n - s < batch ? n - s : batch;
-        forward(net, x + s * n_in, n_in, rows, 0);
-        tot->loss_sum += fnn_loss(net->loss, last_output(net), out_ld(net), y + s * tw, NULL, rows,
-                                  m) * (double)rows;
-        add_metrics(net, y + s * tw, rows, metrics, n_metrics, tot);
-        tot->rows += rows;
-    }
-    fnn_fpu_restore(fpu);
 }

@@ -82,7 +82,7 @@ void fnn_dense_forward(const float *x, int64_t ldx, const float *w, const float 
                        fnn_sgemm_fn gemm, float *scratch);
 /* Given y = forward output and gy = dL/dy (both stride ldy; gy is overwritten with
  * dL/dz), writes gw = X^T . dz (n_in x n_out, packed), gb = column sums of dz (if
- * gb), gx = dz . W^T (if gx, stride ldgx). */
+ * gb), gx = dz . W^T (if gx, stride ldgx). gw NULL: frozen weights, gx only. */
 void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float *y, float *gy,
                         int64_t ldy, float *gx, int64_t ldgx, float *gw, float *gb, int64_t n,
                         int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm, float *scratch);
@@ -107,68 +107,160 @@ double fnn_loss(int loss, const float *pred, int64_t ldp, const float *target, f
 /* ---- optimizers: csrc/optimizers.h ------------------------------------------ */
 #include "optimizers.h"
 
-/* ---- the engine: a chain of dense layers, trained an epoch per call -------- */
-enum { FNN_LAYER_DENSE = 0, FNN_LAYER_ACTIVATION = 1, FNN_LAYER_DROPOUT = 2 };
+/* ---- the engine: a plan of ops over tensors (engine.c, ops/) -------------- */
+/* A plan is plain data: tensors (rows of `width` floats) and ops in topological order,
+ * each naming its kind, input and output tensor ids and parameter offsets. The caller
+ * fills the fields marked (in); fnn_plan_layout() checks them and derives the rest:
+ * row strides, which tensors carry gradients, the accumulate flags of backward, and the
+ * arena size; fnn_plan_bind() places every buffer in one arena. Nothing is allocated
+ * after that: training, evaluation and prediction run over the bound buffers. */
+
+/* Dense kernels, chosen per op by the caller (an explicit path, never a side channel). */
+enum { FNN_PATH_PANELS = 0, FNN_PATH_PORTABLE = 1, FNN_PATH_BLAS = 2 };
+
+enum {
+    FNN_OP_DENSE = 0,      /* out = act(in . W + b); W (in x out) at w_off, b at b_off or none */
+    FNN_OP_ACTIVATION = 1, /* out = act(in) */
+    FNN_OP_DROPOUT = 2,    /* training: out = in * mask / (1 - rate); inference: out = in */
+    FNN_OP_ADD = 3,        /* out = sum of the inputs */
+    FNN_OP_SUBTRACT = 4,   /* out = in0 - in1 */
+    FNN_OP_MULTIPLY = 5,   /* out = product of the inputs */
+    FNN_OP_AVERAGE = 6,    /* out = mean of the inputs */
+    FNN_OP_MAXIMUM = 7,    /* out = elementwise max (gradient to the first maximal input) */
+    FNN_OP_MINIMUM = 8,    /* out = elementwise min (likewise) */
+    FNN_OP_CONCAT = 9,     /* out = the inputs side by side along the features */
+    FNN_OP_COUNT = 10
+};
+
+enum { FNN_MAX_OP_INPUTS = 64 };
 
 typedef struct {
-    int kind;             /* FNN_LAYER_*: activation and dropout layers have n_in == n_out
-                             and no weights */
-    int64_t n_in, n_out;
-    int act;
-    int use_bias;
-    int64_t w_off, b_off; /* offsets into the flat parameter (and gradient) buffer */
-    fnn_sgemm_fn gemm;    /* NULL = own loops; chosen per layer at compile time   */
-    float rate;           /* dropout: the fraction of units zeroed while training  */
-} fnn_layer;
+    int64_t width;    /* (in) values per row */
+    int is_input;     /* (in) 1: a model input, filled from the caller's rows */
+    int64_t ld;       /* row stride: width for inputs, rounded up to 16 otherwise */
+    int needs_grad;   /* depends on a trainable parameter: backward computes dL/d(this) */
+    float *value;     /* max_batch rows, ld apart (bound) */
+    float *grad;      /* likewise, or NULL when no gradient flows here */
+} fnn_tensor;
 
 typedef struct {
-    int n_layers;
-    const fnn_layer *layers;
-    float *params, *grads;
-    int64_t n_params;
-    int loss;
-    int max_batch;
-    float *const *acts;   /* acts[0]: gathered input rows, acts[l+1]: layer l's output */
-    float *const *deltas; /* deltas[l+1]: dL/d(output of layer l) */
-    const int64_t *ld;    /* ld[l]: row stride of acts[l] and deltas[l]; ld[0] = n_in */
-    float *target;        /* gathered targets, max_batch x target_width */
-    int64_t target_width;
-    float *scratch;       /* max over layers of fnn_dense_scratch() floats */
-    uint64_t *dropout_state; /* advanced once a training step; seeds each dropout mask */
-    uint64_t *mask_seeds;    /* per layer: the seed of this step's mask (backward redraws it) */
-} fnn_net;
+    int kind;            /* (in) FNN_OP_* */
+    int n_in;            /* (in) number of inputs, 1..FNN_MAX_OP_INPUTS */
+    const int *in;       /* (in) input tensor ids */
+    int out;             /* (in) output tensor id (each tensor has one producer) */
+    int act;             /* (in) FNN_ACT_*: dense's fused activation, or the activation op's */
+    int path;            /* (in) FNN_PATH_*: dense's kernels */
+    int trainable;       /* (in) weights in params (and gradients in grads), else in state */
+    int64_t w_off, b_off; /* (in) dense: offsets of W and b (b_off < 0: no bias) */
+    float rate;          /* (in) dropout: the fraction of units zeroed while training */
+    uint64_t acc;        /* bit i: backward adds to input i's gradient instead of writing it */
+    int wacc;            /* backward adds to the weight gradients (a layer called twice) */
+    int backward;        /* 1: backward runs (its output receives a gradient that matters) */
+    uint64_t seed;       /* dropout: this step's mask seed (backward redraws the mask) */
+} fnn_op;
 
-enum { FNN_MAX_METRICS = 4 };
+/* One loss term: the loss of output tensor `tensor` against its targets. */
+typedef struct {
+    int tensor;          /* (in) for a cross-entropy, the logits */
+    int loss;            /* (in) FNN_LOSS_* */
+    int folded_act;      /* (in) the activation the loss took over from the model
+                            (FNN_ACT_SOFTMAX/SIGMOID; metrics apply it), or FNN_ACT_LINEAR */
+    int64_t target_width; /* (in) values per target row (1 for integer labels) */
+    float weight;        /* (in) factor of this loss in the total (Keras' loss_weights) */
+    float *target;       /* gathered targets, max_batch rows (bound) */
+} fnn_head;
+
 enum { FNN_METRIC_MSE = 0, FNN_METRIC_MAE = 1, FNN_METRIC_ACCURACY = 2 };
 
 typedef struct {
-    double loss_sum; /* sum of batch loss * batch rows */
-    double metric_sum[FNN_MAX_METRICS];
-    int64_t rows;
-} fnn_totals;
+    int head;            /* (in) the head whose output and targets it compares */
+    int kind;            /* (in) FNN_METRIC_* */
+} fnn_metric;
 
-/* Forward of rows [x, x + n*n_in) through the net, in chunks of max_batch; out (n x n_out_last). */
-void fnn_net_predict(const fnn_net *net, const float *x, int64_t n, float *out);
+typedef struct {
+    int n_tensors;
+    fnn_tensor *tensors;
+    int n_ops;
+    fnn_op *ops;             /* topological order */
+    int n_inputs;
+    const int *inputs;       /* tensor ids of the model's inputs, in the caller's order */
+    int n_outputs;
+    const int *outputs;      /* tensor ids that predict returns */
+    int n_heads;
+    fnn_head *heads;
+    int n_metrics;
+    const fnn_metric *metrics;
+    float *params, *grads;   /* trainable parameters and their gradients (same layout) */
+    int64_t n_params;
+    float *state;            /* non-trainable weights (frozen layers) */
+    int64_t n_state;
+    int max_batch;
+    uint64_t dropout_state;  /* advanced once per dropout op and training step */
+    float *scratch;          /* (bound) the largest op's scratch */
+    float *tmp;              /* (bound) max_batch rows of the widest tensor */
+    float *wtmp;             /* (bound) weight gradients of a shared layer's second call */
+} fnn_plan;
 
-/* One epoch: batches in the order of perm (n indices into x and y rows; NULL =
- * 0..n-1), each gathered, forward, loss, backward, optimizer step. Adds to *tot
- * the loss (and metrics on the pre-update predictions, as Keras does).
- * Returns 0, or 1 if a loss became non-finite (stops early). */
-int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
-                        const int64_t *perm, int64_t n, int batch, const int *metrics,
-                        int n_metrics, fnn_totals *tot);
+/* Errors of fnn_plan_layout, with the offending op or tensor in *where. */
+enum {
+    FNN_EPLAN_TENSOR = -1,   /* a tensor id out of range, or a width < 1 */
+    FNN_EPLAN_PRODUCER = -2, /* an op reads a tensor not yet produced, or two ops write one */
+    FNN_EPLAN_SHAPE = -3,    /* an op's widths do not agree (dense, merges, concat) */
+    FNN_EPLAN_PARAMS = -4,   /* weights outside the params/state buffers */
+    FNN_EPLAN_KIND = -5,     /* an unknown op kind, path, activation, loss or metric */
+    FNN_EPLAN_BATCH = -6     /* max_batch < 1 */
+};
 
-/* `epochs` epochs in one call, each preceded by a shuffle of perm when
- * shuffle_state is given (the same sequence as fnn_shuffle calls between
- * fnn_net_train_epoch calls). per_epoch[e] receives epoch e's totals (zeroed by
- * the caller). Returns the epochs run: fewer than asked if a loss became non-finite. */
-int fnn_net_train(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
-                  int64_t *perm, uint64_t *shuffle_state, int64_t n, int batch, int epochs,
-                  const int *metrics, int n_metrics, fnn_totals *per_epoch);
+/* Checks the plan, derives strides, gradient flow and accumulate flags, and returns the
+ * floats of arena it needs (>= 0), or an FNN_EPLAN_* code with *where set. */
+int64_t fnn_plan_layout(fnn_plan *p, int *where);
+/* Places tensors, gradients, targets, scratch in `arena` (fnn_plan_layout()'s floats). */
+void fnn_plan_bind(fnn_plan *p, float *arena);
 
-/* Loss and metrics over (x, y) without updating; adds to *tot. */
-void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_t n, int batch,
-                      const int *metrics, int n_metrics, fnn_totals *tot);
+/* Totals: doubles laid out as [rows, loss sum, loss sum of each head, sum of each metric],
+ * sums weighted by batch rows (the loss is the weighted total of the heads). */
+int64_t fnn_totals_size(const fnn_plan *p);
+
+/* Forward of rows [start, n) of the inputs x[i] (n rows of input i's width, packed) in
+ * chunks of max_batch; out[j] receives output j's rows (packed). Stops after the chunk
+ * that passes max_seconds (<= 0: no limit) and returns the next row to do (n: all). */
+int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int64_t n,
+                         float *const *out, double max_seconds);
+
+/* Loss and metrics over rows [start, n) of x and y[h] (head h's targets, packed), added to
+ * totals; stops and returns the next row as fnn_plan_predict does. */
+int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const *y,
+                          int64_t start, int64_t n, int batch, double *totals,
+                          double max_seconds);
+
+/* A training run, resumable: fnn_plan_train() continues it where it stopped. */
+typedef struct {
+    const float *const *x; /* per model input: n rows, packed */
+    const float *const *y; /* per head: n rows of its targets, packed */
+    int64_t n;
+    int batch;
+    int64_t *perm;         /* n row indices, the order of the batches */
+    int shuffle;           /* shuffle perm (with shuffle_state) before each epoch */
+    uint64_t shuffle_state;
+    int epochs;            /* epochs to run in all */
+    int epoch;             /* epochs completed */
+    int64_t step;          /* steps done in the current epoch */
+    double *totals;        /* totals_cap x fnn_totals_size(): epoch e's totals at row
+                              e - epoch_base; a call stops at an epoch's end when the
+                              next epoch would not fit (the caller reads them and moves on) */
+    int epoch_base;
+    int totals_cap;
+} fnn_run;
+
+enum { FNN_RUN_PAUSED = 0, FNN_RUN_EPOCH_END = 1, FNN_RUN_DONE = 2, FNN_RUN_DIVERGED = 3 };
+
+/* Runs training steps (gather, forward, losses, backward, optimizer update) until
+ * max_steps are done or max_seconds (<= 0: no limit) have passed (FNN_RUN_PAUSED), an
+ * epoch ends and stop_at_epoch_end (FNN_RUN_EPOCH_END), the last epoch ends
+ * (FNN_RUN_DONE), or a loss is NaN or Inf (FNN_RUN_DIVERGED: that step is counted in the
+ * totals and not applied). Metrics use each batch's pre-update outputs, as Keras does. */
+int fnn_plan_train(fnn_plan *p, fnn_optimizer *opt, fnn_run *run, int64_t max_steps,
+                   double max_seconds, int stop_at_epoch_end);
 
 /* 1 if none of the n values is NaN or Inf. */
 int fnn_all_finite(const float *x, size_t n);

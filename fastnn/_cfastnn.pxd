@@ -30,49 +30,102 @@ cdef extern from "fastnn.h" nogil:
     double fnn_loss(int loss, const float *pred, int64_t ldp, const float *target, float *grad,
                     int64_t n, int64_t m)
 
-    enum: FNN_LAYER_DENSE, FNN_LAYER_ACTIVATION, FNN_LAYER_DROPOUT
+    enum: FNN_ACT_LINEAR, FNN_ACT_RELU, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_SOFTMAX
+    enum: FNN_LOSS_MSE, FNN_LOSS_MAE, FNN_LOSS_SPARSE_CCE_LOGITS, FNN_LOSS_CCE_LOGITS, \
+        FNN_LOSS_BCE_LOGITS
+    enum: FNN_PATH_PANELS, FNN_PATH_PORTABLE, FNN_PATH_BLAS
+    enum: FNN_OP_DENSE, FNN_OP_ACTIVATION, FNN_OP_DROPOUT, FNN_OP_ADD, FNN_OP_SUBTRACT, \
+        FNN_OP_MULTIPLY, FNN_OP_AVERAGE, FNN_OP_MAXIMUM, FNN_OP_MINIMUM, FNN_OP_CONCAT
+    enum: FNN_MAX_OP_INPUTS
+    enum: FNN_METRIC_MSE, FNN_METRIC_MAE, FNN_METRIC_ACCURACY
+    enum: FNN_EPLAN_TENSOR, FNN_EPLAN_PRODUCER, FNN_EPLAN_SHAPE, FNN_EPLAN_PARAMS, \
+        FNN_EPLAN_KIND, FNN_EPLAN_BATCH
+    enum: FNN_RUN_PAUSED, FNN_RUN_EPOCH_END, FNN_RUN_DONE, FNN_RUN_DIVERGED
 
-    ctypedef struct fnn_layer:
+    ctypedef struct fnn_tensor:
+        int64_t width
+        int is_input
+        int64_t ld
+        int needs_grad
+        float *value
+        float *grad
+
+    ctypedef struct fnn_op:
         int kind
-        int64_t n_in, n_out
+        int n_in
+        const int *in_ "in"
+        int out
         int act
-        int use_bias
+        int path
+        int trainable
         int64_t w_off, b_off
-        fnn_sgemm_fn gemm
         float rate
+        uint64_t acc
+        int wacc
+        int backward
+        uint64_t seed
 
-    ctypedef struct fnn_net:
-        int n_layers
-        const fnn_layer *layers
+    ctypedef struct fnn_head:
+        int tensor
+        int loss
+        int folded_act
+        int64_t target_width
+        float weight
+        float *target
+
+    ctypedef struct fnn_metric:
+        int head
+        int kind
+
+    ctypedef struct fnn_plan:
+        int n_tensors
+        fnn_tensor *tensors
+        int n_ops
+        fnn_op *ops
+        int n_inputs
+        const int *inputs
+        int n_outputs
+        const int *outputs
+        int n_heads
+        fnn_head *heads
+        int n_metrics
+        const fnn_metric *metrics
         float *params
         float *grads
         int64_t n_params
-        int loss
+        float *state
+        int64_t n_state
         int max_batch
-        float **acts
-        float **deltas
-        const int64_t *ld
-        float *target
-        int64_t target_width
+        uint64_t dropout_state
         float *scratch
-        uint64_t *dropout_state
-        uint64_t *mask_seeds
+        float *tmp
+        float *wtmp
 
-    enum: FNN_MAX_METRICS
+    int64_t fnn_plan_layout(fnn_plan *p, int *where)
+    void fnn_plan_bind(fnn_plan *p, float *arena)
+    int64_t fnn_totals_size(const fnn_plan *p)
+    int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int64_t n,
+                             float *const *out, double max_seconds)
+    int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const *y,
+                              int64_t start, int64_t n, int batch, double *totals,
+                              double max_seconds)
 
-    ctypedef struct fnn_totals:
-        double loss_sum
-        double metric_sum[4]
-        int64_t rows
+    ctypedef struct fnn_run:
+        const float *const *x
+        const float *const *y
+        int64_t n
+        int batch
+        int64_t *perm
+        int shuffle
+        uint64_t shuffle_state
+        int epochs
+        int epoch
+        int64_t step
+        double *totals
+        int epoch_base
+        int totals_cap
 
-    void fnn_net_predict(const fnn_net *net, const float *x, int64_t n, float *out)
-    int fnn_net_train_epoch(const fnn_net *net, fnn_optimizer *opt, const float *x,
-                            const float *y, const int64_t *perm, int64_t n, int batch,
-                            const int *metrics, int n_metrics, fnn_totals *tot)
-    int fnn_net_train(const fnn_net *net, fnn_optimizer *opt, const float *x, const float *y,
-                      int64_t *perm, uint64_t *shuffle_state, int64_t n, int batch, int epochs,
-                      const int *metrics, int n_metrics, fnn_totals *per_epoch)
-    void fnn_net_evaluate(const fnn_net *net, const float *x, const float *y, int64_t n,
-                          int batch, const int *metrics, int n_metrics, fnn_totals *tot)
+    int fnn_plan_train(fnn_plan *p, fnn_optimizer *opt, fnn_run *run, int64_t max_steps,
+                       double max_seconds, int stop_at_epoch_end)
     int fnn_all_finite(const float *x, size_t n)
     void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)

@@ -12,6 +12,7 @@ cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t, intptr_t
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memset
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
 
@@ -40,11 +41,29 @@ def select_kernels(level="avx512"):
 _cap = _os.environ.get("FASTNN_SIMD", "avx512")
 KERNELS = select_kernels("baseline" if _cap == "0" else _cap if _cap in KERNEL_LEVELS else "avx512")
 
-ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
-LOSSES = {"mse": 0, "mae": 1, "sparse_softmax_crossentropy": 2, "softmax_crossentropy": 3,
-          "sigmoid_crossentropy": 4}
-METRICS = {"mse": 0, "mae": 1, "accuracy": 2}
-MAX_METRICS = FNN_MAX_METRICS
+# Names of the C enums (csrc/fastnn.h): the values come from the header, never retyped.
+ACTIVATIONS = {"linear": FNN_ACT_LINEAR, "relu": FNN_ACT_RELU, "sigmoid": FNN_ACT_SIGMOID,
+               "tanh": FNN_ACT_TANH, "softmax": FNN_ACT_SOFTMAX}
+LOSSES = {"mse": FNN_LOSS_MSE, "mae": FNN_LOSS_MAE,
+          "sparse_softmax_crossentropy": FNN_LOSS_SPARSE_CCE_LOGITS,
+          "softmax_crossentropy": FNN_LOSS_CCE_LOGITS,
+          "sigmoid_crossentropy": FNN_LOSS_BCE_LOGITS}
+OP_KINDS = {"dense": FNN_OP_DENSE, "activation": FNN_OP_ACTIVATION, "dropout": FNN_OP_DROPOUT,
+            "add": FNN_OP_ADD, "subtract": FNN_OP_SUBTRACT, "multiply": FNN_OP_MULTIPLY,
+            "average": FNN_OP_AVERAGE, "maximum": FNN_OP_MAXIMUM, "minimum": FNN_OP_MINIMUM,
+            "concatenate": FNN_OP_CONCAT}
+DENSE_PATHS = {"panels": FNN_PATH_PANELS, "portable": FNN_PATH_PORTABLE, "blas": FNN_PATH_BLAS}
+METRICS = {"mse": FNN_METRIC_MSE, "mae": FNN_METRIC_MAE, "accuracy": FNN_METRIC_ACCURACY}
+MAX_OP_INPUTS = FNN_MAX_OP_INPUTS
+RUN_STATUS = {FNN_RUN_PAUSED: "paused", FNN_RUN_EPOCH_END: "epoch_end", FNN_RUN_DONE: "done",
+              FNN_RUN_DIVERGED: "diverged"}
+_PLAN_ERRORS = {FNN_EPLAN_TENSOR: "a tensor id is out of range or a width is < 1",
+                FNN_EPLAN_PRODUCER: "an op reads a tensor not produced before it, or two "
+                                    "ops (or heads) write one tensor",
+                FNN_EPLAN_SHAPE: "an op's widths do not agree",
+                FNN_EPLAN_PARAMS: "weights lie outside the parameter buffers",
+                FNN_EPLAN_KIND: "an unknown op kind, path, activation, loss or metric",
+                FNN_EPLAN_BATCH: "max_batch must be >= 1"}
 NARROW = FNN_NARROW  # layers of at most this many units run the narrow kernels, never a GEMM
 
 
@@ -282,277 +301,339 @@ def loss(str kind, cnp.ndarray pred, cnp.ndarray target):
 include "_optimizers.pxi"
 
 
-# ---- the network: a chain of dense layers over one flat parameter buffer -------
+# ---- the plan: ops over tensors, one arena, run by csrc/engine.c ------------------
 
-cdef class Net:
-    """A compiled chain of dense layers with its activation arena.
+cdef inline void *_alloc(size_t n, size_t size) except NULL:
+    cdef void *p = calloc(n if n > 0 else 1, size)
+    if p == NULL:
+        raise MemoryError()
+    return p
 
-    layers: list of (n_in, n_out, activation, use_bias, w_off, b_off, use_blas[, rate]);
-    w_off = -1 marks an activation-only layer, -2 a dropout layer dropping `rate` of
-    its units while training (both n_in == n_out, no weights).
-    params/grads: flat float32 buffers owned by the model (the layers' weights
-    are views into params). The arena holds max_batch rows per layer output and
-    gradient, plus the gathered inputs and targets: nothing is allocated per step.
-    Calls run without the GIL and share that arena, so each holds the net's lock:
-    threads predicting with one model take turns instead of mixing activations.
+
+cdef class Plan:
+    """A compiled graph: tensors, ops in topological order, loss heads and metrics over
+    the model's parameter buffers (float32, owned by the model: params and grads of the
+    same layout for the trainable weights, state for the frozen ones).
+
+    tensors: list of (width, is_input); ops: list of dicts with keys kind (OP_KINDS),
+    inputs (tensor ids), out, and for dense act, path (DENSE_PATHS), trainable, w_off,
+    b_off (-1: no bias); activation: act; dropout: rate. inputs/outputs: tensor ids;
+    heads: list of (tensor, loss (LOSSES), folded activation, target width, weight);
+    metrics: list of (head, METRICS key). The C core checks the plan (fnn_plan_layout)
+    and lays out the arena: nothing is allocated per step. Calls run without the GIL and
+    share the arena, so each holds the plan's lock.
     """
-    cdef fnn_net net
+    cdef fnn_plan p
     cdef PyThread_type_lock lock
-    cdef fnn_layer *layer_specs
-    cdef float **act_ptrs
-    cdef float **delta_ptrs
-    cdef int64_t *lds
-    cdef uint64_t *mask_seeds
-    cdef uint64_t dropout_state
-    cdef readonly object params, grads, arena
-    cdef readonly int64_t n_in, n_out, max_batch, target_width
+    cdef int *op_inputs
+    cdef int *input_ids
+    cdef int *output_ids
+    cdef readonly object params, grads, state, arena, spec
+    cdef readonly tuple input_widths, output_widths, target_widths
+    cdef readonly int max_batch, totals_size
     cdef cnp.npy_intp out_dims[2]
 
     def __cinit__(self):
         self.lock = PyThread_allocate_lock()
         if self.lock == NULL:
             raise MemoryError()
-        self.layer_specs = NULL
-        self.act_ptrs = NULL
-        self.delta_ptrs = NULL
-        self.lds = NULL
-        self.mask_seeds = NULL
 
     def __dealloc__(self):
-        free(self.mask_seeds)
         if self.lock != NULL:
             PyThread_free_lock(self.lock)
-        free(self.lds)
-        free(self.layer_specs)
-        free(self.act_ptrs)
-        free(self.delta_ptrs)
+        free(self.p.tensors)
+        free(self.p.ops)
+        free(self.op_inputs)
+        free(self.input_ids)
+        free(self.output_ids)
+        free(self.p.heads)
+        free(<void *>self.p.metrics)
 
-    def __init__(self, list layers, cnp.ndarray params, cnp.ndarray grads, str loss="mse",
-                 int max_batch=32, int target_width=-1):
-        cdef int L = len(layers), l
-        if L == 0:
-            raise ValueError("a net needs at least one dense layer")
-        if max_batch <= 0:
-            raise ValueError(f"max_batch must be positive, got {max_batch}")
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; valid: {sorted(LOSSES)}")
+    def __init__(self, list tensors, list ops, list inputs, list outputs, list heads,
+                 list metrics, cnp.ndarray params, cnp.ndarray grads, cnp.ndarray state,
+                 int max_batch):
         _check(params, "params", 1)
         _check_shape(grads, "grads", (params.shape[0],))
-        self.params, self.grads = params, grads
-        self.layer_specs = <fnn_layer *>malloc(L * sizeof(fnn_layer))
-        self.act_ptrs = <float **>malloc((L + 1) * sizeof(float *))
-        self.delta_ptrs = <float **>malloc((L + 1) * sizeof(float *))
-        self.lds = <int64_t *>malloc((L + 1) * sizeof(int64_t))
-        self.mask_seeds = <uint64_t *>calloc(L, sizeof(uint64_t))
-        if not self.layer_specs or not self.act_ptrs or not self.delta_ptrs or not self.lds \
-                or not self.mask_seeds:
-            raise MemoryError()
-        cdef int64_t prev = layers[0][0], total = 0, scratch = 0
-        for l in range(L):
-            n_in, n_out, act, use_bias, w_off, b_off, use_blas = layers[l][:7]
-            rate = layers[l][7] if len(layers[l]) > 7 else 0.0
-            if n_in != prev or n_in <= 0 or n_out <= 0:
-                raise ValueError(f"layer {l}: {n_in}->{n_out} does not chain after width {prev}")
-            if w_off in (-1, -2):
-                if n_in != n_out:
-                    raise ValueError(f"layer {l}: an activation or dropout layer keeps its "
-                                     f"width, got {n_in}->{n_out}")
-                if not 0.0 <= rate < 1.0:
-                    raise ValueError(f"layer {l}: dropout rate must be in [0, 1), got {rate}")
-                self.layer_specs[l].kind = FNN_LAYER_ACTIVATION if w_off == -1 else FNN_LAYER_DROPOUT
-            elif w_off < 0 or w_off + n_in * n_out > params.shape[0] or (
-                    use_bias and (b_off < 0 or b_off + n_out > params.shape[0])):
-                raise ValueError(f"layer {l}: weights at {w_off}/{b_off} overrun {params.shape[0]} params")
-            else:
-                self.layer_specs[l].kind = FNN_LAYER_DENSE
-            self.layer_specs[l].n_in = n_in
-            self.layer_specs[l].n_out = n_out
-            self.layer_specs[l].act = _act_id(act)
-            self.layer_specs[l].use_bias = use_bias
-            self.layer_specs[l].w_off = w_off
-            self.layer_specs[l].b_off = b_off
-            self.layer_specs[l].gemm = _gemm(use_blas)
-            self.layer_specs[l].rate = rate
-            # rows of each layer's output are padded to 16 floats (the narrow kernels' width)
-            self.lds[l + 1] = _pad(n_out)
-            total += 2 * self.lds[l + 1]
-            scratch = max(scratch, <int64_t>fnn_dense_scratch(n_in, n_out))
-            prev = n_out
-        self.n_in, self.n_out, self.max_batch = layers[0][0], prev, max_batch
-        self.target_width = prev if target_width < 0 else target_width
-        # arena: input rows, then (output, gradient) per layer, then targets
-        self.arena = np.zeros(max_batch * (self.n_in + total + self.target_width) + scratch,
-                              np.float32)
-        cdef float *p = fptr(self.arena)
-        self.lds[0] = self.n_in
-        self.act_ptrs[0] = p
-        self.delta_ptrs[0] = NULL
-        p += max_batch * self.n_in
-        for l in range(L):
-            self.act_ptrs[l + 1] = p
-            p += max_batch * self.lds[l + 1]
-            self.delta_ptrs[l + 1] = p
-            p += max_batch * self.lds[l + 1]
-        self.net.target = p
-        p += max_batch * self.target_width
-        self.net.scratch = p
-        self.net.ld = self.lds
-        self.dropout_state = 0
-        self.net.dropout_state = &self.dropout_state
-        self.net.mask_seeds = self.mask_seeds
-        self.net.n_layers = L
-        self.net.layers = self.layer_specs
-        self.net.params = fptr(params)
-        self.net.grads = fptr(grads)
-        self.net.n_params = params.shape[0]
-        self.net.loss = LOSSES[loss]
-        self.net.max_batch = max_batch
-        self.net.acts = self.act_ptrs
-        self.net.deltas = self.delta_ptrs
-        self.net.target_width = self.target_width
-        self.out_dims[1] = self.n_out
+        _check(state, "state", 1)
+        cdef int i, k, j
+        cdef int n_links = sum(len(op["inputs"]) for op in ops)
+        self.p.n_tensors = len(tensors)
+        self.p.tensors = <fnn_tensor *>_alloc(len(tensors), sizeof(fnn_tensor))
+        for i, (width, is_input) in enumerate(tensors):
+            self.p.tensors[i].width = width
+            self.p.tensors[i].is_input = is_input
+        self.p.n_ops = len(ops)
+        self.p.ops = <fnn_op *>_alloc(len(ops), sizeof(fnn_op))
+        self.op_inputs = <int *>_alloc(n_links, sizeof(int))
+        j = 0
+        for k, op in enumerate(ops):
+            if op["kind"] not in OP_KINDS:
+                raise ValueError(f"op {k}: unknown kind {op['kind']!r}; valid: {sorted(OP_KINDS)}")
+            self.p.ops[k].kind = OP_KINDS[op["kind"]]
+            self.p.ops[k].n_in = len(op["inputs"])
+            self.p.ops[k].in_ = self.op_inputs + j
+            for t in op["inputs"]:
+                self.op_inputs[j] = t
+                j += 1
+            self.p.ops[k].out = op["out"]
+            self.p.ops[k].act = _act_id(op.get("act", "linear"))
+            path = op.get("path", "panels")
+            if path not in DENSE_PATHS:
+                raise ValueError(f"op {k}: unknown path {path!r}; valid: {sorted(DENSE_PATHS)}")
+            self.p.ops[k].path = DENSE_PATHS[path]
+            self.p.ops[k].trainable = op.get("trainable", True)
+            self.p.ops[k].w_off = op.get("w_off", 0)
+            self.p.ops[k].b_off = op.get("b_off", -1)
+            self.p.ops[k].rate = op.get("rate", 0.0)
+        self.p.n_inputs = len(inputs)
+        self.input_ids = <int *>_alloc(len(inputs), sizeof(int))
+        for i, t in enumerate(inputs):
+            self.input_ids[i] = t
+        self.p.inputs = self.input_ids
+        self.p.n_outputs = len(outputs)
+        self.output_ids = <int *>_alloc(len(outputs), sizeof(int))
+        for i, t in enumerate(outputs):
+            self.output_ids[i] = t
+        self.p.outputs = self.output_ids
+        self.p.n_heads = len(heads)
+        self.p.heads = <fnn_head *>_alloc(len(heads), sizeof(fnn_head))
+        for i, (tensor, loss, folded, target_width, weight) in enumerate(heads):
+            if loss not in LOSSES:
+                raise ValueError(f"head {i}: unknown loss {loss!r}; valid: {sorted(LOSSES)}")
+            self.p.heads[i].tensor = tensor
+            self.p.heads[i].loss = LOSSES[loss]
+            self.p.heads[i].folded_act = _act_id(folded)
+            self.p.heads[i].target_width = target_width
+            self.p.heads[i].weight = weight
+        self.p.n_metrics = len(metrics)
+        cdef fnn_metric *mets = <fnn_metric *>_alloc(len(metrics), sizeof(fnn_metric))
+        self.p.metrics = mets
+        for i, (head, key) in enumerate(metrics):
+            if key not in METRICS:
+                raise ValueError(f"unknown metric {key!r}; valid: {sorted(METRICS)}")
+            mets[i].head = head
+            mets[i].kind = METRICS[key]
+        self.params, self.grads, self.state = params, grads, state
+        # the plan as given (tests and exporters read it)
+        self.spec = {"tensors": list(tensors), "ops": [dict(op) for op in ops],
+                     "inputs": list(inputs), "outputs": list(outputs), "heads": list(heads),
+                     "metrics": list(metrics), "max_batch": max_batch}
+        self.p.params, self.p.grads, self.p.n_params = fptr(params), fptr(grads), params.shape[0]
+        self.p.state, self.p.n_state = fptr(state), state.shape[0]
+        self.p.max_batch = max_batch
+        self.max_batch = max_batch
+        cdef int where = 0
+        cdef int64_t floats = fnn_plan_layout(&self.p, &where)
+        if floats < 0:
+            raise ValueError(f"invalid plan: {_PLAN_ERRORS.get(floats, floats)} (at index {where})")
+        self.arena = np.zeros(max(floats, 1), dtype=np.float32)
+        fnn_plan_bind(&self.p, fptr(self.arena))
+        self.input_widths = tuple(self.p.tensors[t].width for t in inputs)
+        self.output_widths = tuple(self.p.tensors[t].width for t in outputs)
+        self.target_widths = tuple(h[3] for h in heads)
+        self.totals_size = fnn_totals_size(&self.p)
+        if len(outputs) == 1:
+            self.out_dims[1] = self.output_widths[0]
 
     def set_dropout_seed(self, uint64_t seed):
         """Seeds the dropout masks of the training steps that follow."""
-        self.dropout_state = seed
+        self.p.dropout_state = seed
 
-    cdef int _check_x(self, cnp.ndarray x) except -1:
+    def gradient_flow(self):
+        """(per tensor: carries a gradient, per op: (backward runs, acc bits, wacc)), as
+        fnn_plan_layout derived them (for tests)."""
+        return ([bool(self.p.tensors[t].needs_grad) for t in range(self.p.n_tensors)],
+                [(bool(self.p.ops[k].backward), int(self.p.ops[k].acc), bool(self.p.ops[k].wacc))
+                 for k in range(self.p.n_ops)])
+
+    cdef int64_t _rows(self, list xs, str name) except -1:
+        """Checks xs (one C-contiguous float32 (n, width) array per input); returns n."""
+        if len(xs) != self.p.n_inputs:
+            raise ValueError(f"{name}: expected {self.p.n_inputs} arrays, got {len(xs)}")
+        cdef int64_t n = -1
+        cdef cnp.ndarray a
+        for i, a in enumerate(xs):
+            _check(a, f"{name}[{i}]", 2)
+            if a.shape[1] != self.input_widths[i]:
+                raise ValueError(f"{name}[{i}] must have {self.input_widths[i]} features per "
+                                 f"row, got shape {_shape(a)}")
+            if n >= 0 and a.shape[0] != n:
+                raise ValueError(f"{name}: all arrays need the same number of rows, got "
+                                 f"{[x.shape for x in xs]}")
+            n = a.shape[0]
+        return n
+
+    def predict(self, cnp.ndarray x, double max_seconds=0.1):
+        """The latency path of a one-input, one-output plan: a checked (n, width) float32
+        array in, a new (n, out) array out. Runs in time-bounded chunks, checking for
+        Ctrl-C between them."""
         _check(x, "x", 2)
-        if x.shape[1] != self.n_in:
-            raise ValueError(f"x must have {self.n_in} features per row, got shape {_shape(x)}")
-        return 0
-
-    cdef int _check_y(self, cnp.ndarray y, int64_t n) except -1:
-        _check_shape(y, "y", (n, self.target_width))
-        return 0
-
-    def predict(self, cnp.ndarray x):
-        """Forward of a checked (n, n_in) float32 array into a new (n, n_out) array."""
-        self._check_x(x)
-        cdef int64_t n = x.shape[0]
+        if self.p.n_inputs != 1 or self.p.n_outputs != 1:
+            raise ValueError("predict() takes one input and one output; use predict_many()")
+        if x.shape[1] != self.input_widths[0]:
+            raise ValueError(f"x must have {self.input_widths[0]} features per row, got "
+                             f"shape {_shape(x)}")
+        cdef int64_t n = x.shape[0], s = 0
         if n == 0:
             raise ValueError(f"x is empty (shape {_shape(x)})")
         cdef int finite
         with nogil:
-            finite = fnn_all_finite(fptr(x), <size_t>(n * self.n_in))
+            finite = fnn_all_finite(fptr(x), <size_t>(n * x.shape[1]))
         if not finite:
             raise ValueError(f"x contains NaN or Inf (shape {_shape(x)})")
         self.out_dims[0] = n
         cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, self.out_dims, cnp.NPY_FLOAT32, 0)
-        with nogil:
-            PyThread_acquire_lock(self.lock, WAIT_LOCK)
-            fnn_net_predict(&self.net, fptr(x), n, fptr(out))
-            PyThread_release_lock(self.lock)
+        cdef const float *xp = fptr(x)
+        cdef float *op = fptr(out)
+        while s < n:
+            with nogil:
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                s = fnn_plan_predict(&self.p, &xp, s, n, &op, max_seconds)
+                PyThread_release_lock(self.lock)
+            if s < n:
+                PyErr_CheckSignals()
         return out
 
-    cdef int64_t *_perm_ptr(self, cnp.ndarray perm, int64_t n) except? NULL:
-        """Checks perm (None, or n int64 row indices in [0, n)) and returns its data."""
-        if perm is None:
-            return NULL
-        if cnp.PyArray_TYPE(perm) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(perm) \
-                or perm.ndim != 1 or perm.shape[0] != n:
-            raise ValueError(f"perm must be a contiguous int64 array of {n} indices")
-        cdef int64_t *p = <int64_t *>cnp.PyArray_DATA(perm)
-        cdef int64_t i
-        cdef bint bad = False
-        with nogil:
-            for i in range(n):
-                bad |= p[i] < 0 or p[i] >= n
-        if bad:
-            raise ValueError(f"perm holds indices outside [0, {n})")
-        return p
+    def predict_many(self, list xs, double max_seconds=0.1):
+        """Outputs (a list of new (n, width) arrays) for checked inputs xs."""
+        cdef int64_t n = self._rows(xs, "x"), s = 0
+        outs = [np.empty((n, w), dtype=np.float32) for w in self.output_widths]
+        cdef const float **xp = <const float **>_alloc(len(xs), sizeof(float *))
+        cdef float **op = <float **>_alloc(len(outs), sizeof(float *))
+        try:
+            for i, a in enumerate(xs):
+                xp[i] = fptr(a)
+            for i, a in enumerate(outs):
+                op[i] = fptr(a)
+            while s < n:
+                with nogil:
+                    PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                    s = fnn_plan_predict(&self.p, xp, s, n, op, max_seconds)
+                    PyThread_release_lock(self.lock)
+                PyErr_CheckSignals()
+        finally:
+            free(xp)
+            free(op)
+        return outs
 
-    cdef int _check_train(self, cnp.ndarray x, cnp.ndarray y, OptimizerState opt,
-                          int batch) except -1:
-        self._check_x(x)
-        self._check_y(y, x.shape[0])
-        if batch <= 0 or batch > self.max_batch:
-            raise ValueError(f"batch must be in [1, {self.max_batch}], got {batch}")
-        if opt.slot1.shape[0] < self.net.n_params:
-            raise ValueError("optimizer state is smaller than the parameters")
+    def evaluate(self, list xs, list ys, int batch, double max_seconds=0.1):
+        """Totals (float64 [rows, loss sum, head loss sums, metric sums]) over xs and the
+        heads' targets ys, weights unchanged."""
+        cdef int64_t n = self._rows(xs, "x"), s = 0
+        self._check_targets(ys, n)
+        if batch <= 0:
+            raise ValueError(f"batch must be positive, got {batch}")
+        totals = np.zeros(self.totals_size, dtype=np.float64)
+        cdef double *tp = <double *>cnp.PyArray_DATA(totals)
+        cdef const float **xp = <const float **>_alloc(len(xs), sizeof(float *))
+        cdef const float **yp = <const float **>_alloc(len(ys), sizeof(float *))
+        try:
+            for i, a in enumerate(xs):
+                xp[i] = fptr(a)
+            for i, a in enumerate(ys):
+                yp[i] = fptr(a)
+            while s < n:
+                with nogil:
+                    PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                    s = fnn_plan_evaluate(&self.p, xp, yp, s, n, batch, tp, max_seconds)
+                    PyThread_release_lock(self.lock)
+                PyErr_CheckSignals()
+        finally:
+            free(xp)
+            free(yp)
+        return totals
+
+    cdef int _check_targets(self, list ys, int64_t n) except -1:
+        if len(ys) != self.p.n_heads:
+            raise ValueError(f"y: expected {self.p.n_heads} target arrays, got {len(ys)}")
+        for h, a in enumerate(ys):
+            _check_shape(a, f"y[{h}]", (n, self.target_widths[h]))
         return 0
 
-    def train_epoch(self, cnp.ndarray x, cnp.ndarray y, OptimizerState opt, int batch,
-                    cnp.ndarray perm=None, tuple metrics=()):
-        """One epoch over (x, y) in the order of perm (int64 row indices, or None).
-
-        Returns (loss_sum, metric_sums, rows, diverged): sums are weighted by batch rows.
-        """
-        self._check_train(x, y, opt, batch)
-        cdef int64_t n = x.shape[0]
-        cdef int64_t *pp = self._perm_ptr(perm, n)
-        cdef int mids[4]
-        cdef int nm = self._metric_ids(metrics, mids)
-        cdef fnn_totals tot
-        memset(&tot, 0, sizeof(tot))
+    def train(self, Run run, OptimizerState opt, int64_t max_steps, double max_seconds,
+              bint stop_at_epoch_end):
+        """Continues `run` (made for this plan): see fnn_plan_train. Returns RUN_STATUS's
+        name of how the chunk ended."""
+        if run.plan is not self:
+            raise ValueError("this run belongs to another plan")
+        if opt.size < self.p.n_params:
+            raise ValueError(f"the optimizer state holds {opt.size} values, the plan "
+                             f"{self.p.n_params} parameters")
         cdef int status
         with nogil:
             PyThread_acquire_lock(self.lock, WAIT_LOCK)
-            status = fnn_net_train_epoch(&self.net, &opt.opt, fptr(x), fptr(y), pp, n, batch,
-                                         mids, nm, &tot)
+            status = fnn_plan_train(&self.p, &opt.opt, &run.r, max_steps, max_seconds,
+                                    stop_at_epoch_end)
             PyThread_release_lock(self.lock)
-        return tot.loss_sum, [tot.metric_sum[l] for l in range(nm)], tot.rows, bool(status)
+        return RUN_STATUS[status]
 
-    def train(self, cnp.ndarray x, cnp.ndarray y, OptimizerState opt, int batch, int epochs,
-              cnp.ndarray perm, uint64_t seed, bint shuffle, tuple metrics=()):
-        """`epochs` epochs in one native call (shuffling perm before each when shuffle).
 
-        Returns (losses, metrics, seed): the per-epoch mean losses (as many as epochs
-        ran: fewer if the loss diverged), per epoch a list of metric means, and the
-        shuffle state to continue from.
-        """
-        self._check_train(x, y, opt, batch)
+cdef class Run:
+    """A resumable training run over checked arrays: Plan.train continues it. Totals of
+    the epochs it completed are read with take_totals(); current() is the epoch so far."""
+    cdef fnn_run r
+    cdef const float **xp
+    cdef const float **yp
+    cdef readonly Plan plan
+    cdef readonly object xs, ys, perm, totals
+
+    def __dealloc__(self):
+        free(self.xp)
+        free(self.yp)
+
+    def __init__(self, Plan plan, list xs, list ys, int batch, int epochs, bint shuffle,
+                 uint64_t seed, int totals_cap=256):
+        cdef int64_t n = plan._rows(xs, "x")
+        plan._check_targets(ys, n)
+        if n == 0:
+            raise ValueError("x is empty")
+        if batch <= 0 or batch > plan.max_batch:
+            raise ValueError(f"batch must be in [1, {plan.max_batch}], got {batch}")
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
-        cdef int64_t n = x.shape[0]
-        cdef int64_t *pp = self._perm_ptr(perm, n)
-        if pp == NULL:
-            raise ValueError("train needs perm (row indices)")
-        cdef int mids[4]
-        cdef int nm = self._metric_ids(metrics, mids)
-        cdef fnn_totals *tp = <fnn_totals *>calloc(max(epochs, 1), sizeof(fnn_totals))
-        if tp == NULL:
-            raise MemoryError()
-        cdef uint64_t state = seed
-        cdef int done, e, j
-        try:
-            with nogil:
-                PyThread_acquire_lock(self.lock, WAIT_LOCK)
-                done = fnn_net_train(&self.net, &opt.opt, fptr(x), fptr(y), pp,
-                                     &state if shuffle else NULL, n, batch, epochs, mids, nm, tp)
-                PyThread_release_lock(self.lock)
-            losses = [tp[e].loss_sum / tp[e].rows for e in range(done)]
-            metric_means = [[tp[e].metric_sum[j] / tp[e].rows for j in range(nm)]
-                            for e in range(done)]
-        finally:
-            free(tp)
-        return losses, metric_means, state
+        self.plan, self.xs, self.ys = plan, xs, ys
+        self.perm = np.arange(n, dtype=np.int64)
+        self.totals = np.zeros((max(totals_cap, 1), plan.totals_size), dtype=np.float64)
+        self.xp = <const float **>_alloc(len(xs), sizeof(float *))
+        self.yp = <const float **>_alloc(len(ys), sizeof(float *))
+        for i, a in enumerate(xs):
+            self.xp[i] = fptr(a)
+        for i, a in enumerate(ys):
+            self.yp[i] = fptr(a)
+        self.r.x, self.r.y, self.r.n, self.r.batch = self.xp, self.yp, n, batch
+        self.r.perm = <int64_t *>cnp.PyArray_DATA(self.perm)
+        self.r.shuffle, self.r.shuffle_state = shuffle, seed
+        self.r.epochs, self.r.epoch, self.r.step = epochs, 0, 0
+        self.r.totals = <double *>cnp.PyArray_DATA(self.totals)
+        self.r.epoch_base, self.r.totals_cap = 0, max(totals_cap, 1)
 
-    def evaluate(self, cnp.ndarray x, cnp.ndarray y, int batch, tuple metrics=()):
-        """(loss_sum, metric_sums, rows) over (x, y), weights unchanged."""
-        self._check_x(x)
-        cdef int64_t n = x.shape[0]
-        self._check_y(y, n)
-        if batch <= 0:
-            raise ValueError(f"batch must be positive, got {batch}")
-        cdef int mids[4]
-        cdef int nm = self._metric_ids(metrics, mids)
-        cdef fnn_totals tot
-        memset(&tot, 0, sizeof(tot))
-        with nogil:
-            PyThread_acquire_lock(self.lock, WAIT_LOCK)
-            fnn_net_evaluate(&self.net, fptr(x), fptr(y), n, batch, mids, nm, &tot)
-            PyThread_release_lock(self.lock)
-        return tot.loss_sum, [tot.metric_sum[l] for l in range(nm)], tot.rows
+    @property
+    def epoch(self):
+        return self.r.epoch
 
-    cdef int _metric_ids(self, tuple metrics, int *mids) except -1:
-        if len(metrics) > FNN_MAX_METRICS:
-            raise ValueError(f"at most {FNN_MAX_METRICS} metrics, got {len(metrics)}")
-        for i, name in enumerate(metrics):
-            if name not in METRICS:
-                raise ValueError(f"unknown metric {name!r}; valid: {sorted(METRICS)}")
-            mids[i] = METRICS[name]
-        return len(metrics)
+    @property
+    def step(self):
+        return self.r.step
+
+    @property
+    def steps_per_epoch(self):
+        return (self.r.n + self.r.batch - 1) // self.r.batch
+
+    def take_totals(self):
+        """The totals rows of the epochs completed since the last call (a new array);
+        the epoch in progress moves to the first row."""
+        cdef int done = self.r.epoch - self.r.epoch_base
+        rows = self.totals[:done].copy()
+        if done:
+            self.totals[0] = self.totals[done] if done < self.totals.shape[0] else 0.0
+            self.totals[1:] = 0.0
+            self.r.epoch_base = self.r.epoch
+        return rows
+
+    def current(self):
+        """The totals of the epoch in progress (a view)."""
+        return self.totals[self.r.epoch - self.r.epoch_base] \
+            if self.r.epoch - self.r.epoch_base < self.totals.shape[0] else None
 
 
 def all_finite(cnp.ndarray a):

@@ -313,13 +313,12 @@ def test_compile_needs_a_loss(article_model):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(optimizer="nadam", loss="mse"),
-     r"Unknown optimizer: 'nadam'. Valid names: \['adam', 'rmsprop', 'sgd'\]"),
+    (dict(optimizer="adamax2", loss="mse"),
+     r"Unknown optimizer: 'adamax2'. Valid names: \[.*'adam'.*'rmsprop', 'sgd'\]"),
     (dict(optimizer="rmsprop", loss="huber"), r"Unknown loss: 'huber'. Valid names: \[.*'mse'"),
     (dict(optimizer="rmsprop", loss="mse", metrics=["r2"]),
      r"Unknown metric: 'r2'. Valid names: \[.*'accuracy'.*'mae'"),
     (dict(optimizer="rmsprop", loss="mse", metrics="auc"), r"Unknown metric: 'auc'"),
-    (dict(optimizer="rmsprop", loss="mse", metrics=["mae"] * 5), r"at most 4 metrics"),
 ])
 def test_unknown_names_in_compile(article_model, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -425,9 +424,9 @@ def test_validation_data_is_checked(model, data):
 def test_model_constructor_errors():
     inp = Input(shape=(3,))
     out = Dense(2)(inp)
-    with pytest.raises(TypeError, match=r"inputs must be one tensor made by Input\(\)"):
+    with pytest.raises(TypeError, match=r"inputs must be tensors made by Input\(\)"):
         Model(out, out)
-    with pytest.raises(TypeError, match=r"outputs must be a tensor made by calling layers"):
+    with pytest.raises(TypeError, match=r"outputs must be tensors made by calling layers"):
         Model(inp, "out")
     with pytest.raises(ValueError, match=r"Input\(\) needs a shape"):
         Input()

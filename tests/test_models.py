@@ -781,61 +781,6 @@ def test_whole_model_gradient_finite_differences(housing, ref, rng, kernels, arc
         np.testing.assert_allclose(g, f, rtol=1e-3, atol=1e-4 * scale, err_msg=f"weight {i}")
 
 
-def test_engine_net_gradients_directly(housing, ref, article_acts, kernels):
-    """_engine.Net built by hand over a flat buffer: grads after a zero-rate step equal
-    backpropagation in float64 and central differences."""
-    utils.set_random_seed(17)
-    shapes = [(13, 10), (10,), (10, 10), (10,), (10, 1), (1,)]
-    weights = [utils.rng().uniform(-0.5, 0.5, s).astype(np.float32) for s in shapes]
-    params = np.concatenate([w.ravel() for w in weights]).astype(np.float32)
-    offs = np.cumsum([0] + [w.size for w in weights])
-    specs = [(13, 10, "relu", True, int(offs[0]), int(offs[1]), False),
-             (10, 10, "relu", True, int(offs[2]), int(offs[3]), False),
-             (10, 1, "linear", True, int(offs[4]), int(offs[5]), False)]
-    grads = np.zeros_like(params)
-    net = _engine.Net(specs, params, grads, loss="mse", max_batch=40)
-    x = housing.x_train[:40]
-    y = np.ascontiguousarray(housing.y_train[:40, None]) / 10
-    np.testing.assert_allclose(net.predict(x), ref.mlp_predict(weights, article_acts, x),
-                               rtol=1e-5, atol=1e-5)
-    opt = _engine.OptimizerState("sgd", params.size, learning_rate=0.0)
-    loss_sum, _, rows, diverged = net.train_epoch(x, y, opt, 40)
-    value, g_ref = ref.mlp_loss_and_grads(weights, article_acts, x, y)
-    assert rows == 40 and not diverged
-    assert loss_sum / rows == pytest.approx(value, rel=1e-5)
-    np.testing.assert_allclose(grads, ref.flatten(g_ref), rtol=1e-4, atol=1e-5)
-    w64 = [w.astype(np.float64) for w in weights]
-    fd = ref.finite_difference(lambda: ref.mlp_loss(w64, article_acts, x, y), w64)
-    np.testing.assert_allclose(grads, ref.flatten(fd), rtol=1e-3, atol=1e-5)
-    l_sum, _, rows = net.evaluate(x, y, 16)
-    assert l_sum / rows == pytest.approx(value, rel=1e-5)
-
-
-def test_engine_net_rejects_bad_specs():
-    params = np.zeros(20, np.float32)
-    grads = np.zeros(20, np.float32)
-    with pytest.raises(ValueError, match="a net needs at least one dense layer"):
-        _engine.Net([], params, grads)
-    with pytest.raises(ValueError, match=r"layer 1: 4->2 does not chain after width 3"):
-        _engine.Net([(2, 3, "linear", False, 0, 0, False), (4, 2, "linear", False, 6, 0, False)],
-                    params, grads)
-    with pytest.raises(ValueError, match=r"layer 0: weights at 15/0 overrun 20 params"):
-        _engine.Net([(2, 3, "linear", False, 15, 0, False)], params, grads)
-    with pytest.raises(ValueError, match=r"grads must have shape \(20,\), got \(19,\)"):
-        _engine.Net([(2, 3, "linear", False, 0, 0, False)], params, np.zeros(19, np.float32))
-    net = _engine.Net([(2, 3, "linear", False, 0, 0, False)], params, grads, max_batch=4)
-    with pytest.raises(ValueError, match=r"x must have 2 features per row, got shape \(5, 3\)"):
-        net.predict(np.zeros((5, 3), np.float32))
-    opt = _engine.OptimizerState("sgd", 20, learning_rate=0.1)
-    x, y = np.zeros((5, 2), np.float32), np.zeros((5, 3), np.float32)
-    with pytest.raises(ValueError, match=r"batch must be in \[1, 4\], got 5"):
-        net.train_epoch(x, y, opt, 5)
-    with pytest.raises(ValueError, match=r"perm holds indices outside \[0, 5\)"):
-        net.train_epoch(x, y, opt, 4, np.array([0, 1, 2, 3, 5], np.int64))
-    with pytest.raises(ValueError, match=r"perm must be a contiguous int64 array of 5 indices"):
-        net.train_epoch(x, y, opt, 4, np.arange(5, dtype=np.int32))
-
-
 # ---- the BLAS path for larger layers ----------------------------------------------------------------
 
 def _wide_model(seed):
@@ -851,8 +796,8 @@ def test_blas_path_matches_portable_path(rng, ref, blas, monkeypatch):
     monkeypatch.setattr(plan, "BLAS_MIN_MACS", 1)
     a = _wide_model(0)
     a.compile(optimizer=optimizers.SGD(learning_rate=0.05), loss="mse")
-    specs_a = plan.layer_specs(a._chain, a._offsets, 32)
-    assert [s[-1] for s in specs_a] == [True, False]  # first layer on the BLAS
+    paths = [op["path"] for op in a._plan(32, "loss").spec["ops"]]
+    assert paths == ["blas", "panels"]  # first layer on the BLAS
     w0 = a.get_weights()
     a.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
 
@@ -860,7 +805,7 @@ def test_blas_path_matches_portable_path(rng, ref, blas, monkeypatch):
     b = _wide_model(1)
     b.set_weights(w0)
     b.compile(optimizer=optimizers.SGD(learning_rate=0.05), loss="mse")
-    assert [s[-1] for s in plan.layer_specs(b._chain, b._offsets, 32)] == [False, False]
+    assert [op["path"] for op in b._plan(32, "loss").spec["ops"]] == ["panels", "panels"]
     b.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
 
     for wa, wb in zip(a.get_weights(), b.get_weights()):
@@ -922,7 +867,7 @@ def test_train_on_batch_is_one_step_of_fit(rng):
     # batches of other sizes reuse power-of-two nets and keep training the same weights
     for n in (3, 7, 20, 5):
         a.train_on_batch(x[:n], y[:n])
-    assert len(a._nets) <= 3
+    assert len(a._plans) <= 3
     with pytest.raises(ValueError, match="13 features"):
         a.train_on_batch(x[:, :5], y)
 

@@ -63,9 +63,9 @@ def test_saved_file_is_pickle_free_npz_with_json_config(tmp_path):
     assert names == ["config.npy"] + [f"weight_{i}.npy" for i in range(len(model.get_weights()))]
     with np.load(path, allow_pickle=False) as archive:
         config = json.loads(archive["config"].tobytes())
-    assert config["format"] == "fastnn.model" and config["version"] == 1
-    assert config["input"]["shape"] == [13]
-    assert [spec["class"] for spec in config["layers"]] == [
+    assert config["format"] == "fastnn.model" and config["version"] == 2
+    assert config["architecture"]["input"]["shape"] == [13]
+    assert [spec["class"] for spec in config["architecture"]["layers"]] == [
         "Dense", "Dense", "Activation", "Dense", "ReLU", "Dense"]
     assert config["compile"] is None
     loaded = load_model(path)

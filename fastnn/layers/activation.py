@@ -12,6 +12,9 @@ class Activation(Layer):
     def call(self, x):
         return _engine.activation_forward(x, self.activation)
 
+    def _lower(self, ctx, inputs):
+        return ctx.op("activation", inputs, act=self.activation)
+
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
 

@@ -1,4 +1,9 @@
-"""Layer base class, symbolic tensors, Input and Dense."""
+"""Layer base class, symbolic tensors, Input and Dense.
+
+A layer is Keras' shape: __init__ stores config, build(input_shape) creates weights
+with add_weight, call(x) computes on arrays, compute_output_shape infers shapes,
+get_config describes it. For the compiled engine each layer also says how it lowers
+into ops (_lower): a new layer is its own file, with no edits in the planner."""
 import numbers
 
 import numpy as np
@@ -8,17 +13,36 @@ from fastnn.utils import to_snake_case, unique_name
 
 
 class KerasTensor:
-    """A symbolic tensor: a shape (batch axis None), a dtype, and the layer call that made it."""
+    """A symbolic tensor: a shape (batch axis None), a dtype, and the layer call that
+    made it (the layer and that call's input tensors)."""
 
     def __init__(self, shape, dtype="float32", layer=None, inputs=()):
         self.shape = tuple(shape)
         self.dtype = dtype
-        self._layer = layer          # the layer whose call produced this tensor
+        self._layer = layer           # the layer whose call produced this tensor
         self._inputs = tuple(inputs)  # that call's input tensors
 
     @property
     def name(self):
         return self._layer.name if self._layer is not None else None
+
+    # a + b, a - b, a * b: the merge layers, as Keras' symbolic tensors allow
+    def __add__(self, other):
+        from fastnn.layers.merge import Add
+        return Add()([self, other])
+
+    def __sub__(self, other):
+        from fastnn.layers.merge import Subtract
+        return Subtract()([self, other])
+
+    def __mul__(self, other):
+        from fastnn.layers.merge import Multiply
+        return Multiply()([self, other])
+
+    def __bool__(self):
+        raise TypeError(f"{self!r} is symbolic: it has no value to test. Python control flow "
+                        "on tensor values (if/while on a tensor) cannot be traced into a "
+                        "graph of layers")
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
@@ -38,64 +62,83 @@ def _shape_tuple(shape, argname):
     return tuple(int(d) for d in shape)
 
 
+def as_tensor_list(inputs):
+    """(list of tensors, whether a list was given)."""
+    if isinstance(inputs, (list, tuple)):
+        return list(inputs), True
+    return [inputs], False
+
+
 class Layer:
-    """Keras' layer shape: __init__ stores config, build(input_shape) makes the
-    weights, call(x) computes, compute_output_shape(input_shape) infers shapes.
+    """Keras' layer shape. Weights are float32 arrays made by add_weight and kept as
+    attributes of that name; once a model holds the layer they are views into the
+    model's flat buffers (trainable parameters, or state for frozen weights)."""
 
-    Weights are float32 arrays named in `_weight_names`; once a model holds the
-    layer they are views into the model's one flat parameter buffer."""
-
-    _weight_names = ()
-
-    def __init__(self, name=None, input_shape=None, trainable=True, dtype=None):
+    def __init__(self, name=None, input_shape=None, trainable=True, dtype=None,
+                 input_dim=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments: "
+                            f"{sorted(kwargs)}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"fastnn layers compute in float32. Received: dtype={dtype!r}")
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
         self.name = name or unique_name(to_snake_case(type(self).__name__))
-        self.trainable = bool(trainable)
+        self._trainable = bool(trainable)
         self.built = False
         self.input_shape = None
         self.output_shape = None
+        self._weight_names = []          # attribute names, in creation order
+        self._weight_trainable = {}      # name -> created trainable
         self._batch_input_shape = (
             None if input_shape is None else (None,) + _shape_tuple(input_shape, "input_shape"))
 
-    # -- structure --------------------------------------------------------------
-    def build(self, input_shape):
-        self.input_shape = tuple(input_shape)
-        self.output_shape = self.compute_output_shape(input_shape)
-        self.built = True
+    # -- trainability -------------------------------------------------------------
+    @property
+    def trainable(self):
+        return self._trainable
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def _build_once(self, input_shape):
-        input_shape = tuple(input_shape)
-        if not self.built:
-            self.build(input_shape)
-        elif input_shape[1:] != self.input_shape[1:]:
-            raise ValueError(f"Layer '{self.name}' expects input shape {self.input_shape}, "
-                             f"got {input_shape}")
-
-    def __call__(self, x):
-        if isinstance(x, KerasTensor):
-            self._build_once(x.shape)
-            return KerasTensor(self.compute_output_shape(x.shape), layer=self, inputs=(x,))
-        arr = np.ascontiguousarray(x, dtype=np.float32)
-        if arr.ndim < 2:
-            raise ValueError(f"Layer '{self.name}' takes a batch (n, features), got shape {arr.shape}")
-        self._build_once((None,) + arr.shape[1:])
-        return self.call(arr)
-
-    def call(self, x):
-        raise NotImplementedError
+    @trainable.setter
+    def trainable(self, value):
+        from fastnn.models import weights
+        self._trainable = bool(value)
+        weights.bump_trainable()  # models re-read which weights train at their next run
 
     # -- weights ------------------------------------------------------------------
+    def add_weight(self, name, shape, initializer="glorot_uniform", trainable=True):
+        """Creates a float32 weight, stores it as attribute `name` and returns it."""
+        if name in self._weight_trainable:
+            raise ValueError(f"Layer '{self.name}' already has a weight named {name!r}")
+        init = initializers.get(initializer)
+        value = np.ascontiguousarray(init(tuple(shape)), dtype=np.float32)
+        self._weight_names.append(name)
+        self._weight_trainable[name] = bool(trainable)
+        setattr(self, name, value)
+        return value
+
+    def _weight_entries(self):
+        """(name, created trainable) of each weight, trainable ones first (Keras' order)."""
+        names = [n for n in self._weight_names if getattr(self, n, None) is not None]
+        return ([(n, True) for n in names if self._weight_trainable[n]] +
+                [(n, False) for n in names if not self._weight_trainable[n]])
+
     @property
     def weights(self):
-        return [getattr(self, n) for n in self._weight_names if getattr(self, n) is not None]
+        return [getattr(self, n) for n, _ in self._weight_entries()]
 
-    trainable_weights = weights
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [getattr(self, n) for n, t in self._weight_entries() if t]
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.weights
+        return [getattr(self, n) for n, t in self._weight_entries() if not t]
 
     def count_params(self):
         if not self.built:
@@ -111,15 +154,71 @@ class Layer:
         if len(weights) != len(own):
             raise ValueError(f"Layer '{self.name}' expects {len(own)} weight arrays, "
                              f"got {len(weights)}")
-        for w, new in zip(own, weights):
-            new = np.asarray(new)
+        arrays = [np.asarray(w) for w in weights]
+        for w, new in zip(own, arrays):  # all checked first: no half-written layer
             if new.shape != w.shape:
                 raise ValueError(f"Layer '{self.name}': weight shape {w.shape} does not match "
                                  f"the given shape {new.shape}")
-            if not np.all(np.isfinite(new)):
-                raise ValueError(f"Layer '{self.name}': weights must be finite")
+            if new.dtype.kind not in "fiub" or not np.all(np.isfinite(new)):
+                raise ValueError(f"Layer '{self.name}': weights must be finite real numbers")
+        for w, new in zip(own, arrays):
             w[...] = new  # in place: the arrays may be views into a model's buffer
 
+    # -- structure --------------------------------------------------------------
+    def build(self, input_shape):
+        self.input_shape = input_shape
+        self.output_shape = self.compute_output_shape(input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _build_once(self, input_shape):
+        if not self.built:
+            self.build(input_shape)
+            return
+        if not _same_feature_shapes(input_shape, self.input_shape):
+            raise ValueError(f"Layer '{self.name}' expects input shape {self.input_shape}, "
+                             f"got {input_shape}")
+
+    def __call__(self, inputs):
+        tensors, is_list = as_tensor_list(inputs)
+        if all(isinstance(t, KerasTensor) for t in tensors):
+            shapes = [t.shape for t in tensors] if is_list else tensors[0].shape
+            self._check_inputs(tensors, is_list)
+            self._build_once(shapes)
+            return KerasTensor(self.compute_output_shape(shapes), layer=self, inputs=tensors)
+        if any(isinstance(t, KerasTensor) for t in tensors):
+            raise TypeError(f"Layer '{self.name}' takes either symbolic tensors or arrays, "
+                            "not a mix")
+        arrays = []
+        for t in tensors:
+            arr = np.ascontiguousarray(t, dtype=np.float32)
+            if arr.ndim < 2:
+                raise ValueError(f"Layer '{self.name}' takes a batch (n, features), got shape "
+                                 f"{arr.shape}")
+            arrays.append(arr)
+        shapes = [(None,) + a.shape[1:] for a in arrays]
+        self._check_inputs(arrays, is_list)
+        self._build_once(shapes if is_list else shapes[0])
+        return self.call(arrays if is_list else arrays[0])
+
+    def _check_inputs(self, inputs, is_list):
+        """Single-input layers refuse a list (merges override this)."""
+        if is_list and len(inputs) != 1:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) takes one input, "
+                             f"got a list of {len(inputs)}")
+
+    def call(self, x):
+        raise NotImplementedError(f"{type(self).__name__} has no call()")
+
+    def _lower(self, ctx, inputs):
+        """Emits this layer's ops into ctx (models/plan.py) given its input tensor ids;
+        returns the output tensor id."""
+        raise NotImplementedError(
+            f"fastnn cannot compile layer '{self.name}' ({type(self).__name__}) yet")
+
+    # -- config ------------------------------------------------------------------
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}
         if self._batch_input_shape is not None:
@@ -134,6 +233,14 @@ class Layer:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
 
 
+def _same_feature_shapes(a, b):
+    if isinstance(a, list) != isinstance(b, list):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(x[1:] == y[1:] for x, y in zip(a, b))
+    return tuple(a)[1:] == tuple(b)[1:]
+
+
 class InputLayer(Layer):
     """The layer behind Input(): it holds the model's input shape, no weights."""
 
@@ -141,6 +248,7 @@ class InputLayer(Layer):
         # tf.keras 2.x numbers inputs from 1: input_1, input_2, ...
         super().__init__(name=name or unique_name("input", first=1), input_shape=shape)
         self.build(self._batch_input_shape)
+        self.output = KerasTensor(self._batch_input_shape, layer=self)
 
     def compute_output_shape(self, input_shape):
         return self._batch_input_shape
@@ -158,23 +266,18 @@ def Input(shape=None, batch_size=None, name=None, dtype="float32"):
                          f"Received: batch_size={batch_size!r}")
     if dtype not in ("float32", np.float32):
         raise ValueError(f"fastnn inputs are float32. Received: dtype={dtype!r}")
-    layer = InputLayer(shape, name=name)
-    return KerasTensor(layer._batch_input_shape, layer=layer)
+    return InputLayer(shape, name=name).output
 
 
 class Dense(Layer):
     """y = activation(x . kernel + bias), kernel of shape (input_dim, units)."""
 
-    _weight_names = ("kernel", "bias")
-
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_shape=None, input_dim=None, name=None, **kwargs):
+                 bias_initializer="zeros", **kwargs):
         if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
             raise ValueError("Received an invalid value for `units`, expected a positive "
                              f"integer. Received: units={units!r}")
-        if input_dim is not None and input_shape is None:
-            input_shape = (input_dim,)
-        super().__init__(name=name, input_shape=input_shape, **kwargs)
+        super().__init__(**kwargs)
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
@@ -184,12 +287,12 @@ class Dense(Layer):
         self.bias = None
 
     def build(self, input_shape):
-        if len(input_shape) != 2:
+        if isinstance(input_shape, list) or len(input_shape) != 2:
             raise ValueError(f"Dense '{self.name}' takes 2-D input (batch, features), "
-                             f"got shape {tuple(input_shape)}")
-        n_in = input_shape[-1]
-        self.kernel = self.kernel_initializer((n_in, self.units))
-        self.bias = self.bias_initializer((self.units,)) if self.use_bias else None
+                             f"got shape {input_shape}")
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -200,6 +303,10 @@ class Dense(Layer):
             raise ValueError(f"Dense '{self.name}' expects {self.kernel.shape[0]} features, "
                              f"got shape {x.shape}")
         return _engine.dense_forward(x, self.kernel, self.bias, self.activation)
+
+    def _lower(self, ctx, inputs):
+        return ctx.dense(self, inputs[0], self.units, self.activation, "kernel",
+                         "bias" if self.use_bias else None)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,

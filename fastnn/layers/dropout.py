@@ -22,5 +22,8 @@ class Dropout(Layer):
     def call(self, x):
         return x  # inference
 
+    def _lower(self, ctx, inputs):
+        return ctx.op("dropout", inputs, rate=self.rate) if self.rate > 0 else inputs[0]
+
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}

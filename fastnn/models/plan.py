@@ -1,12 +1,18 @@
-"""Lowers a chain of layers into what the engine runs: one flat float32
-parameter buffer (layers' weights become views into it), a gradient buffer of
-the same layout, and the per-layer specs of _engine.Net."""
-import numpy as np
+"""The planner: lowers a model's graph into an _engine.Plan, the plain data the C core
+runs. A generic walker: each layer emits its own ops (Layer._lower), and the passes
+here know no layer class:
 
+1. lower: input tensors, then every node of the graph in topological order (a layer
+   called twice lowers twice over the same weights; a model used as a layer inlines);
+2. heads: one loss per output; a cross-entropy on probabilities (Keras' default,
+   from_logits=False) takes the pre-activation of the output's softmax/sigmoid;
+3. fuse: an activation right after a dense op with no other reader joins the dense op
+   (one pass over its output, no copy);
+4. prune: ops that nothing needed reads are dropped; tensors are renumbered.
+
+The C side (fnn_plan_layout) then derives strides, gradient flow and the accumulate
+flags of tensors read by several ops."""
 from fastnn import _blas, _engine
-from fastnn.layers.activation import Activation
-from fastnn.layers.core import Dense
-from fastnn.layers.dropout import Dropout
 
 # Whether a layer's products go to the BLAS rather than fastnn's panel kernels, from
 # bench/calibrate_blas.py on the 2-core dev machine (forward + backward, one layer):
@@ -32,53 +38,146 @@ def use_blas(batch, n_in, n_out):
     return wins and _blas.available()
 
 
-def flatten_weights(layers):
-    """Moves every layer's weights into one new flat buffer; returns (params, offsets)."""
-    weights = [(layer, name) for layer in layers for name in layer._weight_names
-               if getattr(layer, name) is not None]
-    total = sum(getattr(layer, name).size for layer, name in weights)
-    params = np.empty(max(total, 1), dtype=np.float32)[:total]
-    offsets, at = {}, 0
-    for layer, name in weights:
-        w = getattr(layer, name)
-        view = params[at:at + w.size].reshape(w.shape)
-        view[...] = w
-        setattr(layer, name, view)
-        offsets[(id(layer), name)] = at
-        at += w.size
-    return params, offsets
+class Lowering:
+    """What layers emit into: tensors (width, is_input) and ops (dicts, see
+    _engine.Plan), over the weights' places in a models.weights.Store."""
+
+    def __init__(self, store, max_batch):
+        self.store, self.max_batch = store, max_batch
+        self.tensors, self.ops = [], []
+
+    def tensor(self, width, is_input=False):
+        self.tensors.append((int(width), bool(is_input)))
+        return len(self.tensors) - 1
+
+    def width(self, t):
+        return self.tensors[t][0]
+
+    def op(self, kind, inputs, width=None, **fields):
+        """Emits an op reading `inputs`; its output is `width` wide (default: the first
+        input's, or their sum for concatenate). Returns the output tensor id."""
+        if len(inputs) > _engine.MAX_OP_INPUTS:
+            raise ValueError(f"an op takes at most {_engine.MAX_OP_INPUTS} inputs, got "
+                             f"{len(inputs)}")
+        if width is None:
+            width = (sum(self.width(t) for t in inputs) if kind == "concatenate"
+                     else self.width(inputs[0]))
+        out = self.tensor(width)
+        self.ops.append({"kind": kind, "inputs": list(inputs), "out": out, **fields})
+        return out
+
+    def dense(self, layer, x, units, activation, kernel, bias=None):
+        """A dense op over the layer's weights `kernel` (and `bias`), by attribute name."""
+        trainable, w_off = self.store.locate(layer, kernel)
+        b_off = self.store.locate(layer, bias)[1] if bias else -1
+        n_in = self.width(x)
+        path = "blas" if use_blas(self.max_batch, n_in, units) else "panels"
+        return self.op("dense", [x], units, act=activation, path=path, trainable=trainable,
+                       w_off=w_off, b_off=b_off)
+
+    def graph(self, graph, inputs):
+        """Lowers a Graph whose input tensors are the ids `inputs`; returns its outputs' ids."""
+        ids = {id(t): i for t, i in zip(graph.inputs, inputs)}
+        for node in graph.nodes:
+            ins = [ids[id(t)] for t in node._inputs]
+            ids[id(node)] = node._layer._lower(self, ins)
+        return [ids[id(t)] for t in graph.outputs]
+
+    # -- passes ---------------------------------------------------------------------
+    def producer(self, t):
+        for k, op in enumerate(self.ops):
+            if op["out"] == t:
+                return k
+        return None
+
+    def readers(self, t):
+        return sum(op["inputs"].count(t) for op in self.ops)
+
+    def logits(self, t, activation, output_name, loss_name):
+        """The tensor holding the pre-activation of output t, whose producer must end in
+        `activation` (folded into the loss). A fused dense op is split in two."""
+        k = self.producer(t)
+        op = self.ops[k] if k is not None else None
+        if op is not None and op["kind"] == "activation" and op["act"] == activation:
+            return op["inputs"][0]
+        if op is not None and op["kind"] == "dense" and op["act"] == activation:
+            z = self.tensor(self.width(t))
+            op["out"], op["act"] = z, "linear"
+            self.ops.insert(k + 1, {"kind": "activation", "inputs": [z], "out": t,
+                                    "act": activation})
+            return z
+        last = op["act"] if op is not None and "act" in op else "linear"
+        raise ValueError(
+            f"{loss_name} with from_logits=False (Keras' default) takes probabilities, but "
+            f"output '{output_name}' ends in '{last}': it needs '{activation}' as its last "
+            "activation, or pass from_logits=True if the outputs are logits")
+
+    def fuse(self, keep):
+        """Joins each activation op into the dense op before it when that dense op is
+        linear and the activation is its output's only reader (and `keep` does not need
+        the pre-activation)."""
+        k = 0
+        while k < len(self.ops):
+            op = self.ops[k]
+            src = op["inputs"][0] if op["kind"] == "activation" else None
+            p = self.producer(src) if src is not None else None
+            if (p is not None and self.ops[p]["kind"] == "dense" and
+                    self.ops[p]["act"] == "linear" and src not in keep and
+                    self.readers(src) == 1):
+                self.ops[p]["act"], self.ops[p]["out"] = op["act"], op["out"]
+                del self.ops[k]
+                continue
+            k += 1
+
+    def prune(self, roots, inputs):
+        """Drops ops nothing in `roots` needs; renumbers tensors. Returns the id map."""
+        live, need = [], set(roots)
+        for op in reversed(self.ops):
+            if op["out"] in need:
+                live.append(op)
+                need.update(op["inputs"])
+        self.ops = live[::-1]
+        used = sorted(set(inputs) | set(roots) | {t for op in self.ops
+                                                  for t in op["inputs"] + [op["out"]]})
+        ids = {t: i for i, t in enumerate(used)}
+        self.tensors = [self.tensors[t] for t in used]
+        for op in self.ops:
+            op["inputs"] = [ids[t] for t in op["inputs"]]
+            op["out"] = ids[op["out"]]
+        return ids
 
 
-def layer_specs(layers, offsets, max_batch, logits=False):
-    """The engine's (n_in, n_out, activation, use_bias, w_off, b_off, use_blas[, rate])
-    list.
+def build(model, store, max_batch, heads=(), metrics=(), predict=True):
+    """The Plan of `model` over `store`'s buffers for batches of up to max_batch rows.
 
-    An activation layer after a Dense without one fuses into it; otherwise it
-    becomes an activation-only step (w_off = -1). Dropout is a step of its own
-    (w_off = -2, with its rate). logits: the final activation
-    (softmax or sigmoid) is left to the loss, which takes logits."""
-    specs, fusable = [], False
-    for layer in layers:
-        if isinstance(layer, Dense):
-            n_in, n_out = layer.kernel.shape
-            specs.append([n_in, n_out, layer.activation, layer.use_bias,
-                          offsets[(id(layer), "kernel")],
-                          offsets.get((id(layer), "bias"), 0), use_blas(max_batch, n_in, n_out)])
-            fusable = layer.activation == "linear"
-        elif isinstance(layer, Dropout):
-            width = layer.input_shape[-1]
-            specs.append([width, width, "linear", False, -2, -1, False, layer.rate])
-            fusable = False
-        elif isinstance(layer, Activation):
-            if fusable:
-                specs[-1][2] = layer.activation
-            else:
-                width = layer.input_shape[-1]
-                specs.append([width, width, layer.activation, False, -1, -1, False])
-            fusable = False
-        else:
-            raise NotImplementedError(
-                f"fastnn cannot run layer '{layer.name}' ({type(layer).__name__}) yet")
-    if logits:
-        specs[-1][2] = "linear"
-    return [tuple(s) for s in specs]
+    heads: per model output, (Loss, weight) or None; metrics: (output index, engine
+    key); predict: whether the plan returns the outputs (predict) or only computes the
+    heads' losses (training, evaluation)."""
+    ctx = Lowering(store, max_batch)
+    inputs = [ctx.tensor(t.shape[-1], is_input=True) for t in model._graph.inputs]
+    outputs = ctx.graph(model._graph, inputs)
+    names = model.output_names
+    head_specs, head_of = [], {}
+    for j, spec in enumerate(heads):
+        if spec is None:
+            continue
+        loss, weight = spec
+        t, folded = outputs[j], "linear"
+        if not loss.from_logits and loss.output_activation:
+            folded = loss.output_activation
+            t = ctx.logits(t, folded, names[j], loss.name)
+        width = ctx.width(outputs[j])
+        head_of[j] = len(head_specs)
+        head_specs.append([t, loss.key, folded, 1 if loss.sparse_labels else width, weight])
+    roots = list(outputs) if predict else [h[0] for h in head_specs]
+    keep = set(roots) | {h[0] for h in head_specs}
+    ctx.fuse(keep)
+    ids = ctx.prune(roots + [h[0] for h in head_specs], inputs)
+    for h in head_specs:
+        h[0] = ids[h[0]]
+    plan = _engine.Plan(ctx.tensors, ctx.ops, [ids[t] for t in inputs],
+                        [ids[t] for t in outputs] if predict else [],
+                        [tuple(h) for h in head_specs],
+                        [(head_of[j], key) for j, key in metrics],
+                        store.params, store.grads, store.state, max_batch)
+    return plan

@@ -1,13 +1,15 @@
-"""Sequential: a model built from a list of layers, or layer by layer with add()."""
+"""Sequential: sugar over Model for a stack of single-input layers (as in Keras 3): its
+graph is Input -> layer -> layer ..., rebuilt whenever the stack changes."""
 from fastnn import utils
 from fastnn.layers.core import InputLayer, KerasTensor, Layer
 from fastnn.models.model import Model
 
 
 class Sequential(Model):
-    def __init__(self, layers=None, name=None):
-        super().__init__(name=name or utils.unique_name("sequential"))
-        self._pending = []  # layers added before the input shape is known
+    def __init__(self, layers=None, name=None, trainable=True):
+        super().__init__(name=name or utils.unique_name("sequential"), trainable=trainable)
+        self._input_layer = None
+        self._stack = []
         for layer in layers or []:
             self.add(layer)
 
@@ -17,57 +19,69 @@ class Sequential(Model):
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add() takes a layer. Received: {layer!r}")
         if isinstance(layer, InputLayer):
-            if self._input_layer is not None or self._pending or self._chain:
+            if self._input_layer is not None or self._stack:
                 raise ValueError("An Input can only be the first entry of a Sequential model")
             self._input_layer = layer
             return
-        if any(layer is other for other in self._chain + self._pending):
+        if any(layer is other for other in self._stack):
             raise ValueError(f"Layer '{layer.name}' is already in model '{self.name}'")
-        if self._input_layer is None and not self._chain and not self._pending \
-                and layer._batch_input_shape is not None:
+        if self._input_layer is None and not self._stack and layer._batch_input_shape is not None:
             # tf.keras names the implicit input after the first layer: "dense_input"
             self._input_layer = InputLayer(layer._batch_input_shape[1:],
                                            name=f"{layer.name}_input")
-        self._pending.append(layer)
+        self._stack.append(layer)
         if self._input_layer is not None:
-            self._build_pending()
+            try:
+                self._rebuild()
+            except Exception:
+                self._stack.pop()  # a layer that does not fit leaves the model as it was
+                self._rebuild()
+                raise
 
     def pop(self):
-        layers = self._chain + self._pending
-        if not layers:
+        if not self._stack:
             raise TypeError("There are no layers in the model.")
-        layer = layers[-1]
-        if self._pending:
-            self._pending.pop()
-        elif len(self._chain) > 1:
-            self._set_chain(self._chain[:-1])
-        else:
-            self._clear()
-        layer._owner = None
+        layer = self._stack.pop()
+        self._rebuild()
         return layer
 
-    def _clear(self):
-        self._chain, self.built = [], False
-        self._params = self._grads = None
-        self._nets, self._predict_net, self._opt_state = {}, None, None
+    def _rebuild(self):
+        if self._input_layer is None or not self._stack:
+            self._graph, self.built = None, False
+            self._invalidate()
+            return
+        t = self._input_layer.output
+        for layer in self._stack:
+            t = layer(t)
+        self._set_graph(self._input_layer.output, t)
 
-    def _build_pending(self):
-        shape = self._chain[-1].output_shape if self._chain else self._input_layer.output_shape
-        for layer in self._pending:
-            layer._build_once(shape)
-            shape = layer.compute_output_shape(shape)
-        self._set_chain(self._chain + self._pending)
-        self._pending = []
+    def build(self, input_shape=None):
+        """Builds the stack for inputs of input_shape (batch axis first, as Keras)."""
+        if self._graph is None:
+            if input_shape is None:
+                raise ValueError("Sequential.build() needs an input_shape, e.g. (None, 13)")
+            if self._input_layer is None:
+                name = f"{self._stack[0].name}_input" if self._stack else None
+                self._input_layer = InputLayer(tuple(input_shape)[1:], name=name)
+            self._rebuild()
+        self.built = True
 
-    def _build_from_data(self, n_features):
-        if not self._pending:
+    def _build_from_shapes(self, input_shape):
+        if not self._stack:
             raise ValueError(f"Model '{self.name}' has no layers")
-        self._input_layer = InputLayer((n_features,), name=f"{self._pending[0].name}_input")
-        self._build_pending()
+        if isinstance(input_shape, list):
+            raise ValueError(f"Sequential model '{self.name}' takes one input, got "
+                             f"{len(input_shape)}")
+        self.build(input_shape)
+
+    def _require_built(self, what):
+        if self._graph is None and self._stack == [] and self._input_layer is not None:
+            raise ValueError(f"Model '{self.name}' has no layers")
+        super()._require_built(what)
 
     @property
     def layers(self):  # as Keras: the InputLayer is not listed
-        return list(self._chain) + list(self._pending)
+        return list(self._stack)
 
     def _summary_layers(self):
-        return list(self._chain)
+        return list(self._stack)

@@ -19,32 +19,67 @@ def _shape_str(shape, is_input):
     return f"[{s}]" if is_input else s
 
 
+def _is_chain(model):
+    """A model whose every layer is called once on one tensor prints 3 columns (tf.keras
+    2.x's sequential-like layout); other graphs add 'Connected to'."""
+    graph = model._graph
+    if graph is None or len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        return graph is None
+    return all(len(t._inputs) == 1 and sum(u._layer is t._layer for u in graph.nodes) == 1
+               for t in graph.nodes)
+
+
+def _connections(model, layer):
+    """'name[node][0]' of each input of each call of layer, as tf.keras 2.x prints them."""
+    graph = model._graph
+    calls = {}
+    out = []
+    for t in graph.nodes:
+        calls.setdefault(id(t._layer), 0)
+        if t._layer is layer:
+            for i in t._inputs:
+                node = sum(1 for u in graph.nodes[:graph.nodes.index(t)] if u._layer is i._layer) \
+                    if i._layer is not None and i in graph.nodes else 0
+                out.append(f"{i.name}[{node}][0]")
+    return out
+
+
 def print_summary(model, line_length=None, positions=None, print_fn=None):
     from fastnn.layers.core import InputLayer
 
-    line_length = line_length or 65
-    positions = positions or [0.45, 0.85, 1.0]
+    chain = _is_chain(model)
+    line_length = line_length or (65 if chain else 98)
+    positions = positions or ([0.45, 0.85, 1.0] if chain else [0.33, 0.55, 0.67, 1.0])
+    columns = 3 if chain else 4
     if positions[-1] <= 1:
         positions = [int(line_length * p) for p in positions]
-    if len(positions) != 3:
-        raise ValueError(f"positions must have 3 entries, got {positions}")
+    if len(positions) != columns:
+        raise ValueError(f"positions must have {columns} entries, got {positions}")
     print_fn = print_fn or print
 
+    head = ["Layer (type)", "Output Shape", "Param #"] + ([] if chain else ["Connected to"])
     print_fn(f'Model: "{model.name}"')
     print_fn("_" * line_length)
-    print_fn(_row(["Layer (type)", "Output Shape", "Param #"], positions))
+    print_fn(_row(head, positions))
     print_fn("=" * line_length)
     layers = model._summary_layers()
     for i, layer in enumerate(layers):
         is_input = isinstance(layer, InputLayer)
-        print_fn(_row([f"{layer.name} ({type(layer).__name__})",
-                       _shape_str(layer.output_shape, is_input), layer.count_params()],
-                      positions))
+        fields = [f"{layer.name} ({type(layer).__name__})",
+                  _shape_str(layer.output_shape, is_input), layer.count_params()]
+        if chain:
+            print_fn(_row(fields, positions))
+        else:
+            links = _connections(model, layer) or [""]
+            print_fn(_row(fields + [("[" + repr(links[0]) + "]") if links[0] else "[]"],
+                          positions))
+            for link in links[1:]:
+                print_fn(_row(["", "", "", "[" + repr(link) + "]"], positions))
         print_fn(("=" if i == len(layers) - 1 else "_") * line_length)
     if not layers:
         print_fn("=" * line_length)
-    total = sum(layer.count_params() for layer in layers)
-    trainable = sum(layer.count_params() for layer in layers if layer.trainable)
+    total = model.count_params() if layers else 0
+    trainable = sum(w.size for w in model.trainable_weights) if layers else 0
     print_fn(f"Total params: {total:,}")
     print_fn(f"Trainable params: {trainable:,}")
     print_fn(f"Non-trainable params: {total - trainable:,}")
