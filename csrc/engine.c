@@ -90,11 +90,21 @@ static int64_t check_plan(const fnn_plan *p, int *where)
     if (p->max_batch < 1) return fail(FNN_EPLAN_BATCH, 0, where);
     if (p->n_inputs > FNN_MAX_OP_INPUTS || p->n_heads > FNN_MAX_OP_INPUTS)
         return fail(FNN_EPLAN_SHAPE, -1, where);
+    /* widths below 2^31 keep every size product (rows x width, in x out) in int64 */
     for (int t = 0; t < p->n_tensors; t++)
-        if (p->tensors[t].width < 1) return fail(FNN_EPLAN_TENSOR, t, where);
-    for (int i = 0; i < p->n_inputs; i++)
+        if (p->tensors[t].width < 1 || p->tensors[t].width > INT32_MAX)
+            return fail(FNN_EPLAN_TENSOR, t, where);
+    for (int i = 0; i < p->n_inputs; i++) {
         if (p->inputs[i] < 0 || p->inputs[i] >= p->n_tensors || !p->tensors[p->inputs[i]].is_input)
             return fail(FNN_EPLAN_TENSOR, p->inputs[i], where);
+        for (int j = 0; j < i; j++)
+            if (p->inputs[j] == p->inputs[i]) return fail(FNN_EPLAN_PRODUCER, p->inputs[i], where);
+    }
+    for (int t = 0; t < p->n_tensors; t++) { /* every input tensor is fed */
+        int fed = !p->tensors[t].is_input;
+        for (int i = 0; i < p->n_inputs; i++) fed |= p->inputs[i] == t;
+        if (!fed) return fail(FNN_EPLAN_PRODUCER, t, where);
+    }
     for (int k = 0; k < p->n_ops; k++) {
         const fnn_op *op = &p->ops[k];
         if (op->kind < 0 || op->kind >= FNN_OP_COUNT) return fail(FNN_EPLAN_KIND, k, where);
@@ -110,16 +120,31 @@ static int64_t check_plan(const fnn_plan *p, int *where)
         }
         const int code = fnn_op_table[op->kind]->check(p, op);
         if (code) return fail(code, k, where);
+        /* a weight in one buffer is shared whole (a layer called twice) or not at all */
+        if (fnn_op_table[op->kind]->has_weights)
+            for (int j = 0; j < k; j++)
+                if (p->ops[j].kind == op->kind && p->ops[j].trainable == op->trainable &&
+                    p->ops[j].w_off == op->w_off && p->ops[j].b_off != op->b_off)
+                    return fail(FNN_EPLAN_PARAMS, k, where);
     }
-    for (int j = 0; j < p->n_outputs; j++)
-        if (p->outputs[j] < 0 || p->outputs[j] >= p->n_tensors)
-            return fail(FNN_EPLAN_TENSOR, p->outputs[j], where);
+    for (int j = 0; j < p->n_outputs; j++) {
+        const int t = p->outputs[j];
+        if (t < 0 || t >= p->n_tensors) return fail(FNN_EPLAN_TENSOR, t, where);
+        if (!p->tensors[t].is_input && !produced_before(p, t, p->n_ops))
+            return fail(FNN_EPLAN_PRODUCER, t, where);
+    }
     for (int h = 0; h < p->n_heads; h++) {
         const fnn_head *hd = &p->heads[h];
-        if (hd->tensor < 0 || hd->tensor >= p->n_tensors || hd->target_width < 1)
+        if (hd->tensor < 0 || hd->tensor >= p->n_tensors)
             return fail(FNN_EPLAN_TENSOR, h, where);
+        if (!p->tensors[hd->tensor].is_input && !produced_before(p, hd->tensor, p->n_ops))
+            return fail(FNN_EPLAN_PRODUCER, h, where);
         if (hd->loss < FNN_LOSS_MSE || hd->loss > FNN_LOSS_BCE_LOGITS)
             return fail(FNN_EPLAN_KIND, h, where);
+        /* the losses read target rows of this width: labels (1), or the output's width */
+        if (hd->target_width != (hd->loss == FNN_LOSS_SPARSE_CCE_LOGITS
+                                     ? 1 : p->tensors[hd->tensor].width))
+            return fail(FNN_EPLAN_SHAPE, h, where);
         for (int g = 0; g < h; g++)
             if (p->heads[g].tensor == hd->tensor) return fail(FNN_EPLAN_PRODUCER, h, where);
     }
@@ -166,6 +191,21 @@ static void gradient_flow(fnn_plan *p, int *writers)
                     p->ops[j].w_off == op->w_off)
                     op->wacc = 1;
     }
+    /* The gradient buffer is shared by a model's plans: if this one leaves some trainable
+     * values unwritten (weights of ops that do not run backward, or of layers pruned from
+     * it), train calls clear it first, or the optimizer would apply another plan's stale
+     * gradients. */
+    int64_t written = 0;
+    for (int k = 0; k < p->n_ops; k++) {
+        const fnn_op *op = &p->ops[k];
+        if (!op->backward || !op->trainable || !fnn_op_table[op->kind]->has_weights) continue;
+        int first = 1;
+        for (int j = 0; j < k; j++)
+            first &= !(p->ops[j].backward && p->ops[j].trainable &&
+                       p->ops[j].kind == op->kind && p->ops[j].w_off == op->w_off);
+        if (first) written += (int64_t)fnn_op_table[op->kind]->weight_grads(p, op);
+    }
+    p->clear_grads = written != p->n_params;
     /* a tensor carries a gradient only if somebody writes it */
     for (int t = 0; t < p->n_tensors; t++)
         p->tensors[t].needs_grad = p->tensors[t].needs_grad && writers[t] > 0;
@@ -420,6 +460,8 @@ int fnn_plan_train(fnn_plan *p, fnn_optimizer *opt, fnn_run *run, int64_t max_st
     double last = start;
     int64_t done = 0, every = 1, since = 0;
     int status = FNN_RUN_PAUSED;
+    if (p->clear_grads && p->n_params > 0)
+        memset(p->grads, 0, (size_t)p->n_params * sizeof(float));
     while (run->epoch < run->epochs && done < max_steps) {
         if (run->step == 0 && run->epoch - run->epoch_base >= run->totals_cap) {
             status = FNN_RUN_EPOCH_END; /* the caller collects the totals first */

@@ -199,6 +199,7 @@ typedef struct {
     float *scratch;          /* (bound) the largest op's scratch */
     float *tmp;              /* (bound) max_batch rows of the widest tensor */
     float *wtmp;             /* (bound) weight gradients of a shared layer's second call */
+    int clear_grads;         /* some trainable values get no gradient here: zero grads first */
 } fnn_plan;
 
 /* Errors of fnn_plan_layout, with the offending op or tensor in *where. */
@@ -212,7 +213,11 @@ enum {
 };
 
 /* Checks the plan, derives strides, gradient flow and accumulate flags, and returns the
- * floats of arena it needs (>= 0), or an FNN_EPLAN_* code with *where set. */
+ * floats of arena it needs (>= 0), or an FNN_EPLAN_* code with *where set. Checked: ids in
+ * range; every input tensor fed once and every other tensor read (by an op, an output or
+ * a head) produced earlier, by one op; widths below 2^31; each kind's widths, paths and
+ * weight ranges; a weight shared by two ops only whole (same kernel, bias and buffer);
+ * heads' target widths (1 for integer labels, else the output's). */
 int64_t fnn_plan_layout(fnn_plan *p, int *where);
 /* Places tensors, gradients, targets, scratch in `arena` (fnn_plan_layout()'s floats). */
 void fnn_plan_bind(fnn_plan *p, float *arena);

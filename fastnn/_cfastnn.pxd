@@ -100,6 +100,7 @@ cdef extern from "fastnn.h" nogil:
         float *scratch
         float *tmp
         float *wtmp
+        int clear_grads
 
     int64_t fnn_plan_layout(fnn_plan *p, int *where)
     void fnn_plan_bind(fnn_plan *p, float *arena)

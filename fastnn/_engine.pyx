@@ -61,7 +61,8 @@ _PLAN_ERRORS = {FNN_EPLAN_TENSOR: "a tensor id is out of range or a width is < 1
                 FNN_EPLAN_PRODUCER: "an op reads a tensor not produced before it, or two "
                                     "ops (or heads) write one tensor",
                 FNN_EPLAN_SHAPE: "an op's widths do not agree",
-                FNN_EPLAN_PARAMS: "weights lie outside the parameter buffers",
+                FNN_EPLAN_PARAMS: "weights lie outside the parameter buffers, or two ops "
+                                  "share a kernel but not its bias",
                 FNN_EPLAN_KIND: "an unknown op kind, path, activation, loss or metric",
                 FNN_EPLAN_BATCH: "max_batch must be >= 1"}
 NARROW = FNN_NARROW  # layers of at most this many units run the narrow kernels, never a GEMM
@@ -544,10 +545,18 @@ cdef class Plan:
         return totals
 
     cdef int _check_targets(self, list ys, int64_t n) except -1:
+        """Each head's targets: (n, target width) float32; integer labels in range (the
+        loss indexes the outputs by them)."""
         if len(ys) != self.p.n_heads:
             raise ValueError(f"y: expected {self.p.n_heads} target arrays, got {len(ys)}")
+        cdef int h
         for h, a in enumerate(ys):
             _check_shape(a, f"y[{h}]", (n, self.target_widths[h]))
+            if self.p.heads[h].loss == FNN_LOSS_SPARSE_CCE_LOGITS and n:
+                width = self.p.tensors[self.p.heads[h].tensor].width
+                if a.min() < 0 or a.max() >= width or np.any(a != np.floor(a)):
+                    raise ValueError(f"y[{h}] must hold integer class labels in [0, {width}), "
+                                     f"got values in [{a.min()}, {a.max()}]")
         return 0
 
     def train(self, Run run, OptimizerState opt, int64_t max_steps, double max_seconds,
@@ -591,7 +600,7 @@ cdef class Run:
             raise ValueError(f"batch must be in [1, {plan.max_batch}], got {batch}")
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
-        self.plan, self.xs, self.ys = plan, xs, ys
+        self.plan, self.xs, self.ys = plan, tuple(xs), tuple(ys)  # the arrays stay alive
         self.perm = np.arange(n, dtype=np.int64)
         self.totals = np.zeros((max(totals_cap, 1), plan.totals_size), dtype=np.float64)
         self.xp = <const float **>_alloc(len(xs), sizeof(float *))

@@ -27,8 +27,10 @@ static int check(const fnn_plan *p, const fnn_op *op)
     if (op->path < FNN_PATH_PANELS || op->path > FNN_PATH_BLAS) return FNN_EPLAN_KIND;
     if (op->path == FNN_PATH_BLAS && !fnn_have_cblas()) return FNN_EPLAN_KIND;
     if (op->act < FNN_ACT_LINEAR || op->act > FNN_ACT_SOFTMAX) return FNN_EPLAN_KIND;
-    if (op->w_off < 0 || op->w_off + n_in * n_out > size) return FNN_EPLAN_PARAMS;
-    if (op->b_off >= 0 && op->b_off + n_out > size) return FNN_EPLAN_PARAMS;
+    /* written so that no sum can overflow: widths are below 2^31 */
+    if (op->w_off < 0 || op->w_off > size || n_in * n_out > size - op->w_off)
+        return FNN_EPLAN_PARAMS;
+    if (op->b_off >= 0 && (op->b_off > size || n_out > size - op->b_off)) return FNN_EPLAN_PARAMS;
     return 0;
 }
 
@@ -37,10 +39,11 @@ static size_t scratch(const fnn_plan *p, const fnn_op *op)
     return fnn_dense_scratch(fnn_in(p, op, 0)->width, fnn_out(p, op)->width);
 }
 
+/* floats of W and b (the gradients a second call writes aside before adding them) */
 static size_t weight_grads(const fnn_plan *p, const fnn_op *op)
 {
     const int64_t n_in = fnn_in(p, op, 0)->width, n_out = fnn_out(p, op)->width;
-    return (size_t)(n_in * n_out + n_out);
+    return (size_t)(n_in * n_out + (op->b_off >= 0 ? n_out : 0));
 }
 
 static void forward(fnn_plan *p, fnn_op *op, int64_t rows, int training)

@@ -138,13 +138,18 @@ class Model(Layer):
 
     # -- as a layer inside another model -------------------------------------------
     def _check_inputs(self, inputs, is_list):
-        self._require_built(f"calling model '{self.name}' on tensors")
-        if len(inputs) != len(self._graph.inputs):
-            raise ValueError(f"Model '{self.name}' takes {len(self._graph.inputs)} inputs, got "
-                             f"{len(inputs)}")
-        if len(self._graph.outputs) != 1:
-            raise ValueError(f"Model '{self.name}' has {len(self._graph.outputs)} outputs; "
-                             "fastnn nests models of one output only")
+        """Checked in _build_once, once a model that waits for its input shape is built."""
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """As Keras: sets the flag of the model and of every layer in it."""
+        Layer.trainable.fset(self, value)
+        for layer in self.layers:
+            layer.trainable = value
 
     def build(self, input_shape):
         if self._graph is None:  # a subclassed model: trace call() for these shapes
@@ -155,6 +160,12 @@ class Model(Layer):
         if self._graph is None:
             self.build(input_shape)
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        if len(shapes) != len(self._graph.inputs):
+            raise ValueError(f"Model '{self.name}' takes {len(self._graph.inputs)} inputs, got "
+                             f"{len(shapes)}")
+        if len(self._graph.outputs) != 1:
+            raise ValueError(f"Model '{self.name}' has {len(self._graph.outputs)} outputs; "
+                             "fastnn nests models of one output only")
         want = [t.shape for t in self._graph.inputs]
         if [tuple(s)[1:] for s in shapes] != [s[1:] for s in want]:
             raise ValueError(f"Model '{self.name}' expects inputs of shape {want}, got "
@@ -514,15 +525,42 @@ class Model(Layer):
                  callbacks=None):
         """The loss (and metrics) over (x, y): a float, or [loss, *metrics]."""
         self._require_compiled("evaluate()")
-        _check_batch_size(batch_size)
+        batch = _check_batch_size(batch_size)
         xs = self._prepare_inputs(x)
         self._resolve_compile()
-        ys = self._prepare_targets(y, "y", xs[0].shape[0])
-        logs = self._evaluate_arrays(xs, ys)
+        n = xs[0].shape[0]
+        ys = self._prepare_targets(y, "y", n)
+        if callbacks:
+            logs = self._evaluate_with_callbacks(xs, ys, batch, callbacks)
+        else:
+            logs = self._evaluate_arrays(xs, ys)
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
+
+    def _evaluate_with_callbacks(self, xs, ys, batch, callbacks):
+        """evaluate() with on_test_* hooks: a batch at a time when a callback overrides a
+        test-batch hook, else the whole set at once."""
+        n = xs[0].shape[0]
+        steps = -(-n // batch)
+        cbs = callbacks_module.CallbackList(callbacks, model=self, verbose=0, steps=steps)
+        cbs.on_test_begin()
+        plan = self._plan(_INFER_ROWS, "loss")
+        totals = np.zeros(plan.totals_size)
+        if cbs.wants_test_batch_hooks:
+            for step in range(steps):
+                cbs.on_test_batch_begin(step)
+                rows = slice(step * batch, (step + 1) * batch)
+                totals += plan.evaluate([a[rows] for a in xs], [a[rows] for a in ys],
+                                        _INFER_ROWS, _CHUNK_SECONDS)
+                cbs.on_test_batch_end(step, self._logs(totals))
+        else:
+            totals += plan.evaluate(xs, ys, _INFER_ROWS, _CHUNK_SECONDS)
+            cbs.on_test_batch_end(steps - 1, self._logs(totals))
+        logs = self._logs(totals)
+        cbs.on_test_end(logs)
+        return logs
 
     def test_on_batch(self, x, y, return_dict=False):
         return self.evaluate(x, y, batch_size=None, return_dict=return_dict)

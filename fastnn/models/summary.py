@@ -30,18 +30,10 @@ def _is_chain(model):
 
 
 def _connections(model, layer):
-    """'name[node][0]' of each input of each call of layer, as tf.keras 2.x prints them."""
+    """'name[call][0]' of each input of each call of layer, as tf.keras 2.x prints them."""
     graph = model._graph
-    calls = {}
-    out = []
-    for t in graph.nodes:
-        calls.setdefault(id(t._layer), 0)
-        if t._layer is layer:
-            for i in t._inputs:
-                node = sum(1 for u in graph.nodes[:graph.nodes.index(t)] if u._layer is i._layer) \
-                    if i._layer is not None and i in graph.nodes else 0
-                out.append(f"{i.name}[{node}][0]")
-    return out
+    return [f"{i.name}[{graph.call_index.get(id(i), 0)}][0]"
+            for t in graph.nodes if t._layer is layer for i in t._inputs]
 
 
 def print_summary(model, line_length=None, positions=None, print_fn=None):
@@ -65,7 +57,8 @@ def print_summary(model, line_length=None, positions=None, print_fn=None):
     layers = model._summary_layers()
     for i, layer in enumerate(layers):
         is_input = isinstance(layer, InputLayer)
-        fields = [f"{layer.name} ({type(layer).__name__})",
+        kind = type(layer).__name__
+        fields = [f"{layer.name} ({'Functional' if kind == 'Model' else kind})",
                   _shape_str(layer.output_shape, is_input), layer.count_params()]
         if chain:
             print_fn(_row(fields, positions))
