@@ -332,6 +332,9 @@ cdef class Plan:
     cdef readonly object params, grads, state, arena, spec
     cdef readonly tuple input_widths, output_widths, target_widths
     cdef readonly int max_batch, totals_size
+    cdef int64_t in_width       # the latency path's input width (one input, one output)
+    cdef public bint stale      # set when the weights it reads moved to another model's buffers
+    cdef object __weakref__
     cdef cnp.npy_intp out_dims[2]
 
     def __cinit__(self):
@@ -427,12 +430,16 @@ cdef class Plan:
         cdef int64_t floats = fnn_plan_layout(&self.p, &where)
         if floats < 0:
             raise ValueError(f"invalid plan: {_PLAN_ERRORS.get(floats, floats)} (at index {where})")
-        self.arena = np.zeros(max(floats, 1), dtype=np.float32)
+        # on a 64-byte boundary: every region in it then starts on a cache line
+        raw = np.zeros(floats + 16, dtype=np.float32)
+        skip = (-raw.ctypes.data % 64) // 4
+        self.arena = raw[skip:skip + floats]
         fnn_plan_bind(&self.p, fptr(self.arena))
         self.input_widths = tuple(self.p.tensors[t].width for t in inputs)
         self.output_widths = tuple(self.p.tensors[t].width for t in outputs)
         self.target_widths = tuple(h[3] for h in heads)
         self.totals_size = fnn_totals_size(&self.p)
+        self.in_width = self.input_widths[0] if len(inputs) == 1 and len(outputs) == 1 else -1
         if len(outputs) == 1:
             self.out_dims[1] = self.output_widths[0]
 
@@ -468,11 +475,13 @@ cdef class Plan:
         """The latency path of a one-input, one-output plan: a checked (n, width) float32
         array in, a new (n, out) array out. Runs in time-bounded chunks, checking for
         Ctrl-C between them."""
+        if self.stale:
+            raise ValueError("this plan's weights moved: rebuild it")
         _check(x, "x", 2)
-        if self.p.n_inputs != 1 or self.p.n_outputs != 1:
+        if self.in_width < 0:
             raise ValueError("predict() takes one input and one output; use predict_many()")
-        if x.shape[1] != self.input_widths[0]:
-            raise ValueError(f"x must have {self.input_widths[0]} features per row, got "
+        if x.shape[1] != self.in_width:
+            raise ValueError(f"x must have {self.in_width} features per row, got "
                              f"shape {_shape(x)}")
         cdef int64_t n = x.shape[0], s = 0
         if n == 0:

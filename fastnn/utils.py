@@ -26,8 +26,9 @@ def rng():
 
 
 def next_seed():
-    """A 64-bit seed for the C shuffler, drawn from the package generator."""
-    return int(rng().integers(0, 2**63 - 1))
+    """A 63-bit seed for the C shuffler, drawn from the package generator (its raw bits:
+    Generator.integers costs ~2.5 us, a tenth of a small model's whole fit call)."""
+    return int(rng().bit_generator.random_raw()) >> 1
 
 
 _name_counts = {}

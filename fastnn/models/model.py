@@ -53,7 +53,6 @@ class Model(Layer):
         self._log_names_cache = ["loss"]
         self._plans = {}
         self._predict_plan = None
-        self._predict_generation = -1
         self._opt_state = None
         self._opt_layout = None
         self.stop_training = False
@@ -411,6 +410,7 @@ class Model(Layer):
                                      metrics=[(j, key_) for j, key_, _ in self._metrics],
                                      predict=False)
                 plan.set_dropout_seed(utils.next_seed())  # train_on_batch: seeded masks too
+            store.plans.add(plan)
             self._plans[key] = plan
         return plan
 
@@ -444,6 +444,8 @@ class Model(Layer):
         array, a list, or a dict keyed by input name)."""
         self._ensure_graph(x)
         ins = self._graph.inputs
+        if len(ins) == 1 and isinstance(x, np.ndarray):  # the common case, kept short
+            return [data.as_matrix(x, name, ins[0].shape[-1])]
         if isinstance(x, dict):
             missing = [t.name for t in ins if t.name not in x]
             if missing:
@@ -466,6 +468,9 @@ class Model(Layer):
     def _prepare_targets(self, y, name, n_rows):
         """y as a list of checked float32 targets, one per output with a loss."""
         outs = self._graph.outputs
+        if len(outs) == 1 and isinstance(y, np.ndarray) and self._losses[0] is not None:
+            return [data.as_targets(y, name, n_rows, outs[0].shape[-1],
+                                    self._losses[0][0].sparse_labels)]
         names = self.output_names
         if isinstance(y, dict):
             unknown = sorted(set(y) - set(names))
@@ -490,13 +495,11 @@ class Model(Layer):
     # -- predict --------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose=0, callbacks=None):
         """Outputs for x: a new (n, units) float32 array, or a list for several outputs."""
-        plan = self._predict_plan
-        if (plan is not None and batch_size is None and callbacks is None and
-                self._predict_generation == weights_module.generation):
+        if self._predict_plan is not None and batch_size is None and callbacks is None:
             try:  # the latency path: a checked float32 C-contiguous array goes straight in
-                return plan.predict(x, _CHUNK_SECONDS)
+                return self._predict_plan.predict(x)
             except (TypeError, ValueError):
-                pass  # anything else takes the converting path below, with its clear errors
+                pass  # anything else (or a stale plan) takes the converting path below
         if batch_size is not None:
             _check_batch_size(batch_size)
         xs = self._prepare_inputs(x)
@@ -508,7 +511,6 @@ class Model(Layer):
             cbs.on_predict_begin()
         if len(xs) == 1 and len(self._graph.outputs) == 1:
             self._predict_plan = plan
-            self._predict_generation = weights_module.generation
             outs = [plan.predict(xs[0], _CHUNK_SECONDS)]
         else:
             outs = plan.predict_many(xs, _CHUNK_SECONDS)
@@ -607,14 +609,16 @@ class Model(Layer):
         self._require_compiled("fit()")
         batch_size = _check_batch_size(batch_size)
         for arg, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            if type(value) is not int and (isinstance(value, bool) or  # noqa: E721 (fast path)
+                                           not isinstance(value, numbers.Integral)) or value < 0:
                 raise ValueError(f"{arg} must be a non-negative integer. Received: "
                                  f"{arg}={value!r}")
         if verbose == "auto":
             verbose = 1
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1, 2 or 'auto'. Received: verbose={verbose!r}")
-        if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
+        if type(validation_split) is not float and not isinstance(validation_split, numbers.Real) \
+                or not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1). Received: "
                              f"validation_split={validation_split!r}")
         xs = self._prepare_inputs(x)
@@ -674,23 +678,20 @@ class Model(Layer):
 
     def _fit_quietly(self, plan, run, opt, history, initial_epoch):
         """Nobody watches between epochs: whole epochs per call, History filled at the end."""
-        chunks, status = [], "paused"
+        rows, status = [], "paused"
         while status not in ("done", "diverged"):
             status = plan.train(run, opt, _NO_LIMIT, _CHUNK_SECONDS, False)
-            chunks.append(run.take_totals())
+            rows += run.take_totals().tolist()
         if status == "diverged":
-            chunks.append(run.current()[None, :].copy())
-        totals = np.concatenate(chunks)
-        if status == "diverged":
-            _warn_diverged(initial_epoch + len(totals))
-        history.epoch = list(range(initial_epoch, initial_epoch + len(totals)))
-        if len(totals):  # per column at once: a dict per epoch costs more than its steps
-            means = totals[:, 1:] / np.maximum(totals[:, :1], 1.0)
-            names = self._log_names_cache
-            n_heads = totals.shape[1] - 2 - len(self._metrics)
-            cols = [0] + (list(range(1, 1 + n_heads)) if n_heads > 1 else []) + \
-                list(range(1 + n_heads, means.shape[1]))
-            history.history = {k: means[:, c].tolist() for k, c in zip(names, cols)}
+            rows.append(run.current().tolist())
+            _warn_diverged(initial_epoch + len(rows))
+        history.epoch = list(range(initial_epoch, initial_epoch + len(rows)))
+        if rows:  # per column at once: a dict per epoch costs more than its steps
+            n_heads = len(rows[0]) - 2 - len(self._metrics)
+            cols = [1] + (list(range(2, 2 + n_heads)) if n_heads > 1 else []) + \
+                list(range(2 + n_heads, len(rows[0])))
+            history.history = {k: [r[c] / r[0] for r in rows]
+                               for k, c in zip(self._log_names_cache, cols)}
 
     def _fit_epoch(self, plan, run, opt, cbs, steps):
         """One epoch in chunks; the batch hooks see each chunk's last step (every step
@@ -743,6 +744,8 @@ def _warn_diverged(epoch):
 def _check_batch_size(batch_size):
     if batch_size is None:
         return 32
+    if type(batch_size) is int and batch_size > 0:
+        return batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
             or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer. Received: "

@@ -7,9 +7,13 @@ models); the model that compiles last re-homes the weights into its buffers, cop
 their current values, and the others notice (their views are no longer the layers'
 arrays) and re-home in turn when they next run. `generation` counts re-homings, so
 that predict's latency path can tell in one comparison that nothing moved."""
+import weakref
+
 import numpy as np
 
 generation = 0
+# (id(layer), attribute) -> weakref to the Store whose buffers hold that weight now
+_holder = {}
 # bumped whenever any layer's or model's `trainable` changes: with `generation`, the key
 # under which a model's store is known valid without walking its layers
 trainable_version = 0
@@ -18,6 +22,14 @@ trainable_version = 0
 def bump_trainable():
     global trainable_version
     trainable_version += 1
+
+
+def aligned_zeros(n):
+    """n float32 zeros starting on a 64-byte boundary (a cache line: the kernels' vector
+    loads never straddle two), with a spare float so C never sees a zero-length buffer."""
+    raw = np.zeros(n + 17, dtype=np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + n]
 
 
 class Store:
@@ -29,10 +41,9 @@ class Store:
         sizes = [getattr(layer, name).size for layer, name, _ in entries]
         n_params = sum(s for s, (_, _, t) in zip(sizes, entries) if t)
         n_state = sum(s for s, (_, _, t) in zip(sizes, entries) if not t)
-        # one spare float: C never sees a zero-length buffer
-        self.params = np.zeros(n_params + 1, dtype=np.float32)[:n_params]
-        self.grads = np.zeros(n_params + 1, dtype=np.float32)[:n_params]
-        self.state = np.zeros(n_state + 1, dtype=np.float32)[:n_state]
+        self.params = aligned_zeros(n_params)
+        self.grads = aligned_zeros(n_params)
+        self.state = aligned_zeros(n_state)
         self.where = {}         # (id(layer), name) -> (trainable, offset)
         self.views = []         # (layer, name, view): what each layer must still hold
         self.variables = []     # (layer/name, offset, size) of the trainable ones
@@ -50,7 +61,19 @@ class Store:
             at[trainable] += size
         self.signature = tuple((id(layer), name, trainable) for layer, name, trainable in entries)
         self.layout = tuple(self.variables)
+        self.plans = weakref.WeakSet()  # plans over these buffers (made stale when they move)
+        for layer, name, _ in entries:  # the stores these weights leave
+            old = _holder.get((id(layer), name))
+            old = old() if old is not None else None
+            if old is not None and old is not self:
+                old.retire()
+            _holder[(id(layer), name)] = weakref.ref(self)
         generation += 1
+
+    def retire(self):
+        """Some weights moved to another store: plans over these buffers must not run."""
+        for plan in list(self.plans):
+            plan.stale = True
 
     def holds(self, entries):
         """True if these entries are this store's and every layer still holds its view."""
