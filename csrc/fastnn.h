@@ -132,7 +132,7 @@ enum {
     FNN_OP_COUNT = 10
 };
 
-enum { FNN_MAX_OP_INPUTS = 64 };
+enum { FNN_MAX_OP_INPUTS = 64, FNN_OP_AUX = 4 };
 
 typedef struct {
     int64_t width;    /* (in) values per row */
@@ -153,6 +153,12 @@ typedef struct {
     int trainable;       /* (in) weights in params (and gradients in grads), else in state */
     int64_t w_off, b_off; /* (in) dense: offsets of W and b (b_off < 0: no bias) */
     float rate;          /* (in) dropout: the fraction of units zeroed while training */
+    /* (in) what other kinds need, each kind documenting its use in its file: more weight
+     * offsets (state_off: into the state buffer, e.g. moving statistics, which an op may
+     * update while training), real parameters (epsilon, momentum, ...) and integers */
+    int64_t state_off[FNN_OP_AUX];
+    float fparam[FNN_OP_AUX];
+    int64_t iparam[FNN_OP_AUX];
     uint64_t acc;        /* bit i: backward adds to input i's gradient instead of writing it */
     int wacc;            /* backward adds to the weight gradients (a layer called twice) */
     int backward;        /* 1: backward runs (its output receives a gradient that matters) */

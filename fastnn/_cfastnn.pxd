@@ -36,7 +36,7 @@ cdef extern from "fastnn.h" nogil:
     enum: FNN_PATH_PANELS, FNN_PATH_PORTABLE, FNN_PATH_BLAS
     enum: FNN_OP_DENSE, FNN_OP_ACTIVATION, FNN_OP_DROPOUT, FNN_OP_ADD, FNN_OP_SUBTRACT, \
         FNN_OP_MULTIPLY, FNN_OP_AVERAGE, FNN_OP_MAXIMUM, FNN_OP_MINIMUM, FNN_OP_CONCAT
-    enum: FNN_MAX_OP_INPUTS
+    enum: FNN_MAX_OP_INPUTS, FNN_OP_AUX
     enum: FNN_METRIC_MSE, FNN_METRIC_MAE, FNN_METRIC_ACCURACY
     enum: FNN_EPLAN_TENSOR, FNN_EPLAN_PRODUCER, FNN_EPLAN_SHAPE, FNN_EPLAN_PARAMS, \
         FNN_EPLAN_KIND, FNN_EPLAN_BATCH
@@ -60,6 +60,9 @@ cdef extern from "fastnn.h" nogil:
         int trainable
         int64_t w_off, b_off
         float rate
+        int64_t state_off[4]
+        float fparam[4]
+        int64_t iparam[4]
         uint64_t acc
         int wacc
         int backward

@@ -318,7 +318,8 @@ cdef class Plan:
 
     tensors: list of (width, is_input); ops: list of dicts with keys kind (OP_KINDS),
     inputs (tensor ids), out, and for dense act, path (DENSE_PATHS), trainable, w_off,
-    b_off (-1: no bias); activation: act; dropout: rate. inputs/outputs: tensor ids;
+    b_off (-1: no bias); activation: act; dropout: rate; other kinds also state_off,
+    fparam, iparam (lists of up to FNN_OP_AUX values, as csrc/fastnn.h's fnn_op). inputs/outputs: tensor ids;
     heads: list of (tensor, loss (LOSSES), folded activation, target width, weight);
     metrics: list of (head, METRICS key). The C core checks the plan (fnn_plan_layout)
     and lays out the arena: nothing is allocated per step. Calls run without the GIL and
@@ -389,6 +390,16 @@ cdef class Plan:
             self.p.ops[k].w_off = op.get("w_off", 0)
             self.p.ops[k].b_off = op.get("b_off", -1)
             self.p.ops[k].rate = op.get("rate", 0.0)
+            for key in ("state_off", "fparam", "iparam"):
+                if len(op.get(key, ())) > FNN_OP_AUX:
+                    raise ValueError(f"op {k}: at most {FNN_OP_AUX} values in {key}, got "
+                                     f"{op[key]!r}")
+            for i, v in enumerate(op.get("state_off", ())):
+                self.p.ops[k].state_off[i] = v
+            for i, v in enumerate(op.get("fparam", ())):
+                self.p.ops[k].fparam[i] = v
+            for i, v in enumerate(op.get("iparam", ())):
+                self.p.ops[k].iparam[i] = v
         self.p.n_inputs = len(inputs)
         self.input_ids = <int *>_alloc(len(inputs), sizeof(int))
         for i, t in enumerate(inputs):

@@ -66,6 +66,12 @@ class Lowering:
         self.ops.append({"kind": kind, "inputs": list(inputs), "out": out, **fields})
         return out
 
+    def weight(self, layer, name):
+        """(trainable, offset) of a layer's weight: an offset into the trainable parameters
+        when trainable, else into the state buffer (frozen weights, and weights made with
+        add_weight(trainable=False) such as moving statistics)."""
+        return self.store.locate(layer, name)
+
     def dense(self, layer, x, units, activation, kernel, bias=None):
         """A dense op over the layer's weights `kernel` (and `bias`), by attribute name."""
         trainable, w_off = self.store.locate(layer, kernel)
