@@ -309,6 +309,15 @@ cdef class OptimizerState:
         self.opt.iterations = value
 
     @property
+    def u_product(self):
+        """Nadam's running product of its momentum schedule (saved with the slots)."""
+        return self.opt.u_product
+
+    @u_product.setter
+    def u_product(self, double value):
+        self.opt.u_product = value
+
+    @property
     def slot1(self):
         return self.slots[0] if len(self.slots) > 0 else None
 

@@ -81,6 +81,11 @@ class History(Callback):
         self.history = {}
         self.epoch = []
 
+    def __getstate__(self):  # pickles its logs, not the model
+        state = dict(self.__dict__)
+        state["model"] = None
+        return state
+
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():

@@ -53,21 +53,23 @@ def test_save_and_load_round_trip(tmp_path, rng, make):
     assert f"Total params: {model.count_params():,}" in lines
 
 
-def test_saved_file_is_pickle_free_npz_with_json_config(tmp_path):
+def test_saved_file_is_a_zip_of_json_config_and_npy_arrays(tmp_path):
     utils.set_random_seed(1)
     model = _sequential()
-    path = tmp_path / "m.npz"
+    path = tmp_path / "m.fastnn"
     model.save(path)
     with zipfile.ZipFile(path) as z:
         names = sorted(z.namelist())
-    assert names == ["config.npy"] + [f"weight_{i}.npy" for i in range(len(model.get_weights()))]
-    with np.load(path, allow_pickle=False) as archive:
-        config = json.loads(archive["config"].tobytes())
-    assert config["format"] == "fastnn.model" and config["version"] == 2
+        config = json.loads(z.read("fastnn.json"))
+    n = len(model.get_weights())
+    assert names == sorted([f"arrays/weight_{i}.npy" for i in range(n)] + ["fastnn.json"])
+    assert config["format"] == "fastnn.model" and config["version"] == 3
     assert config["architecture"]["input"]["shape"] == [13]
     assert [spec["class"] for spec in config["architecture"]["layers"]] == [
         "Dense", "Dense", "Activation", "Dense", "ReLU", "Dense"]
-    assert config["compile"] is None
+    assert config["compile"] is None and config["optimizer"] is None
+    assert [a["name"] for a in config["arrays"]] == [f"weight_{i}" for i in range(n)]
+    assert [a["shape"] for a in config["arrays"]] == [list(w.shape) for w in model.get_weights()]
     loaded = load_model(path)
     assert loaded.loss is None
 
@@ -75,29 +77,48 @@ def test_saved_file_is_pickle_free_npz_with_json_config(tmp_path):
 def test_save_weights_and_load_weights(tmp_path, rng):
     utils.set_random_seed(4)
     a, b = _sequential(), _sequential()
-    a.save_weights(tmp_path / "w.weights")  # the name is kept as given (no .npz added)
+    a.save_weights(tmp_path / "w.weights")  # the name is kept as given (no suffix added)
     b.load_weights(tmp_path / "w.weights")
     x, _ = _data(rng)
     np.testing.assert_array_equal(a.predict(x), b.predict(x))
     other = Sequential([Dense(3, input_shape=(13,))])
-    with pytest.raises(ValueError, match="expects 2 weight arrays"):
+    before = other.get_weights()
+    with pytest.raises(ValueError, match="stores 7 weight arrays, model '.*' has 2"):
         other.load_weights(tmp_path / "w.weights")
+    for w, v in zip(other.get_weights(), before):
+        np.testing.assert_array_equal(w, v)  # untouched
+    with pytest.raises(ValueError, match="weights only.*load_weights"):
+        load_model(tmp_path / "w.weights")
 
 
-def test_loading_garbage_raises_value_error(tmp_path):
+def test_loading_garbage_raises_format_error(tmp_path):
+    from fastnn.saving import FormatError
     bad = tmp_path / "bad.fastnn"
     bad.write_bytes(b"not a zip file at all")
-    with pytest.raises(ValueError, match="not a fastnn model file"):
+    with pytest.raises(FormatError, match="not a fastnn file"):
         load_model(bad)
     other = tmp_path / "other.npz"
     np.savez(other, config=np.frombuffer(b'{"format": "something"}', np.uint8))
-    with pytest.raises(ValueError, match="not a valid fastnn model file"):
+    with pytest.raises(ValueError, match="not a valid fastnn file.*npz"):
         load_model(other)
-    with pytest.raises(ValueError, match="not a fastnn model file"):
+    with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.fastnn")
 
 
-def test_unbuilt_model_cannot_be_saved(tmp_path):
+def test_unbuilt_sequential_saves_its_stack(tmp_path, rng):
+    """A Sequential waiting for its input shape saves as such (no weights yet) and builds
+    from data after loading; a subclassed model not yet traced cannot be saved."""
+    Sequential([Dense(3, name="d3"), Dense(1)]).save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert not loaded.built and [layer.name for layer in loaded.layers][0] == "d3"
+    loaded.compile(loss="mse")
+    x, y = _data(rng)
+    loaded.fit(x, y, epochs=1, verbose=0)
+    assert loaded.layers[0].kernel.shape == (13, 3)
+
+    class Untraced(Model):
+        def call(self, inputs):
+            return inputs
     with pytest.raises(ValueError, match="not yet been built"):
-        Sequential([Dense(3)]).save(tmp_path / "m")
-    assert not os.listdir(tmp_path)  # nothing half-written left behind
+        Untraced().save(tmp_path / "u")
+    assert sorted(os.listdir(tmp_path)) == ["m"]  # nothing half-written left behind

@@ -4,12 +4,30 @@ A layer is Keras' shape: __init__ stores config, build(input_shape) creates weig
 with add_weight, call(x) computes on arrays, compute_output_shape infers shapes,
 get_config describes it. For the compiled engine each layer also says how it lowers
 into ops (_lower): a new layer is its own file, with no edits in the planner."""
+import contextlib
 import numbers
+import threading
 
 import numpy as np
 
 from fastnn import _engine, activations, initializers
 from fastnn.utils import to_snake_case, unique_name
+
+
+_deferred = threading.local()
+_deferred.active = False
+
+
+@contextlib.contextmanager
+def deferred_weights():
+    """Layers built inside make zero-stride placeholders instead of weights: their shapes
+    without their memory (fastnn.saving fills them after checking a file)."""
+    before = getattr(_deferred, "active", False)
+    _deferred.active = True
+    try:
+        yield
+    finally:
+        _deferred.active = before
 
 
 class KerasTensor:
@@ -112,7 +130,10 @@ class Layer:
         if name in self._weight_trainable:
             raise ValueError(f"Layer '{self.name}' already has a weight named {name!r}")
         init = initializers.get(initializer)
-        value = np.ascontiguousarray(init(tuple(shape)), dtype=np.float32)
+        if getattr(_deferred, "active", False):  # shape only: a loaded file is checked first
+            value = np.broadcast_to(np.float32(0), tuple(int(d) for d in shape))
+        else:
+            value = np.ascontiguousarray(init(tuple(shape)), dtype=np.float32)
         self._weight_names.append(name)
         self._weight_trainable[name] = bool(trainable)
         setattr(self, name, value)

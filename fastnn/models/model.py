@@ -282,16 +282,23 @@ class Model(Layer):
         saving.save_model(self, filepath)
 
     def save_weights(self, filepath):
-        """Saves get_weights() as a pickle-free .npz (weight_0, weight_1, ...), under
-        exactly the name given."""
+        """Saves get_weights() alone (a fastnn file, see fastnn.saving), to a path under
+        exactly the name given or to a binary file object."""
         from fastnn import saving
-        saving.write_npz(filepath, {f"weight_{i}": w for i, w in enumerate(self.get_weights())})
+        saving.save_weights(self, filepath)
 
     def load_weights(self, filepath):
-        """Loads weights written by save_weights (or save) into this model."""
-        with np.load(filepath, allow_pickle=False) as archive:
-            names = [k for k in archive.files if k.startswith("weight_")]
-            self.set_weights([archive[f"weight_{i}"] for i in range(len(names))])
+        """Loads weights written by save_weights (or save) into this model: all or nothing."""
+        from fastnn import saving
+        saving.load_weights(self, filepath)
+
+    def __reduce__(self):
+        """pickle, copy and deepcopy go through the file format: a copy is an independent
+        model (weights, compile settings and optimizer state), and a pickle holds no code
+        beyond fastnn's own loader. A subclassed model comes back as the functional Model
+        of its traced graph."""
+        from fastnn import saving
+        return (saving.loads, (saving.dumps(self),))
 
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
