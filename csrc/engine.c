@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "ops/ops.h"
 #include "random.h"
+#include "regularizers.h"
 
 FNN_CLONES
 int fnn_all_finite(const float *x, size_t n)
@@ -139,7 +140,8 @@ static int64_t check_plan(const fnn_plan *p, int *where)
             return fail(FNN_EPLAN_TENSOR, h, where);
         if (!p->tensors[hd->tensor].is_input && !produced_before(p, hd->tensor, p->n_ops))
             return fail(FNN_EPLAN_PRODUCER, h, where);
-        if (hd->loss < FNN_LOSS_MSE || hd->loss > FNN_LOSS_BCE_LOGITS)
+        if (hd->loss < 0 || hd->loss >= FNN_LOSS_COUNT || hd->reduction < FNN_REDUCE_MEAN ||
+            hd->reduction > FNN_REDUCE_WEIGHTED_MEAN)
             return fail(FNN_EPLAN_KIND, h, where);
         /* the losses read target rows of this width: labels (1), or the output's width */
         if (hd->target_width != (hd->loss == FNN_LOSS_SPARSE_CCE_LOGITS
@@ -148,10 +150,13 @@ static int64_t check_plan(const fnn_plan *p, int *where)
         for (int g = 0; g < h; g++)
             if (p->heads[g].tensor == hd->tensor) return fail(FNN_EPLAN_PRODUCER, h, where);
     }
-    for (int m = 0; m < p->n_metrics; m++)
-        if (p->metrics[m].head < 0 || p->metrics[m].head >= p->n_heads ||
-            p->metrics[m].kind < FNN_METRIC_MSE || p->metrics[m].kind > FNN_METRIC_ACCURACY)
-            return fail(FNN_EPLAN_KIND, m, where);
+    for (int m = 0; m < p->n_metrics; m++) {
+        const fnn_metric *mt = &p->metrics[m];
+        if (mt->head < 0 || mt->head >= p->n_heads) return fail(FNN_EPLAN_KIND, m, where);
+        const int code = fnn_metric_check(mt, p->tensors[p->heads[mt->head].tensor].width,
+                                          p->heads[mt->head].target_width);
+        if (code) return fail(code, m, where);
+    }
     return 0;
 }
 
@@ -224,6 +229,8 @@ int64_t fnn_plan_layout(fnn_plan *p, int *where)
 {
     const int64_t code = check_plan(p, where);
     if (code) return code;
+    const int reg = fnn_regularization_layout(p, where);
+    if (reg) return reg;
     int *writers = (int *)malloc((size_t)(p->n_tensors > 0 ? p->n_tensors : 1) * sizeof(int));
     if (!writers) return fail(FNN_EPLAN_BATCH, -1, where);
     gradient_flow(p, writers);
@@ -237,7 +244,14 @@ int64_t fnn_plan_layout(fnn_plan *p, int *where)
         T->ld = T->is_input ? T->width : pad16(T->width);
         total += pad16(b * T->ld) * (T->needs_grad ? 2 : 1);
     }
-    for (int h = 0; h < p->n_heads; h++) total += pad16(b * p->heads[h].target_width);
+    for (int h = 0; h < p->n_heads; h++) total += pad16(b * p->heads[h].target_width) + pad16(b);
+    int64_t slot = 2 + p->n_heads; /* the totals: rows, loss, head losses, then metrics */
+    for (int m = 0; m < p->n_metrics; m++) {
+        fnn_metric *mt = &p->metrics[m];
+        mt->slot = slot;
+        mt->n_slots = fnn_metric_slots(mt, p->tensors[p->heads[mt->head].tensor].width);
+        slot += mt->n_slots;
+    }
     for (int k = 0; k < p->n_ops; k++) {
         const fnn_op_kind *kind = fnn_op_table[p->ops[k].kind];
         const int64_t s = (int64_t)kind->scratch(p, &p->ops[k]);
@@ -267,6 +281,8 @@ void fnn_plan_bind(fnn_plan *p, float *arena)
     for (int h = 0; h < p->n_heads; h++) {
         p->heads[h].target = at;
         at += pad16(b * p->heads[h].target_width);
+        p->heads[h].weights = at;
+        at += pad16(b);
     }
     int64_t scratch = 0;
     for (int k = 0; k < p->n_ops; k++) {
@@ -280,7 +296,11 @@ void fnn_plan_bind(fnn_plan *p, float *arena)
     p->wtmp = at;
 }
 
-int64_t fnn_totals_size(const fnn_plan *p) { return 2 + p->n_heads + p->n_metrics; }
+int64_t fnn_totals_size(const fnn_plan *p)
+{
+    return p->n_metrics ? p->metrics[p->n_metrics - 1].slot + p->metrics[p->n_metrics - 1].n_slots
+                        : 2 + p->n_heads;
+}
 
 /* ---- the two loops ------------------------------------------------------------------ */
 
@@ -296,31 +316,35 @@ static void backward(const fnn_plan *p, int64_t rows)
         if (p->ops[k].backward) fnn_op_table[p->ops[k].kind]->backward(p, &p->ops[k], rows);
 }
 
-/* The heads' losses on `rows` rows against targets[h] (packed), their gradients when
- * with_grad, and the metrics, added to tot. Returns the weighted total loss. */
-static double losses_and_metrics(const fnn_plan *p, const float *const *targets, int64_t rows,
-                                 int with_grad, double *tot)
+/* The heads' losses on `rows` rows against targets[h] (packed), rows weighted by
+ * weights[h] (NULL: all 1), their gradients when with_grad, and the metrics, added to
+ * tot. Returns the weighted total loss. */
+static double losses_and_metrics(const fnn_plan *p, const float *const *targets,
+                                 const float *const *weights, int64_t rows, int with_grad,
+                                 double *tot)
 {
     double total = 0.0;
     for (int h = 0; h < p->n_heads; h++) {
         const fnn_head *hd = &p->heads[h];
         const fnn_tensor *T = &p->tensors[hd->tensor];
-        float *grad = with_grad ? T->grad : NULL;
-        const double loss = fnn_loss(hd->loss, T->value, T->ld, targets[h], grad, rows, T->width);
-        if (grad && hd->weight != 1.0f)
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t j = 0; j < T->width; j++) grad[r * T->ld + j] *= hd->weight;
+        const float *w = weights[h];
+        /* Keras' reduction of sum_i w_i L_i: over the batch's rows by default */
+        double divisor = (double)rows;
+        if (hd->reduction == FNN_REDUCE_SUM) {
+            divisor = 1.0;
+        } else if (hd->reduction == FNN_REDUCE_WEIGHTED_MEAN && w) {
+            divisor = 0.0;
+            for (int64_t r = 0; r < rows; r++) divisor += w[r];
+        }
+        const double scale = divisor != 0.0 ? (double)hd->weight / divisor : 0.0;
+        const double sum = fnn_loss_sum(hd->loss, hd->param, T->value, T->ld, targets[h], w,
+                                        with_grad ? T->grad : NULL, scale, rows, T->width, NULL);
+        const double loss = divisor != 0.0 ? sum / divisor : 0.0;
         total += (double)hd->weight * loss;
         tot[2 + h] += loss * (double)rows;
     }
-    for (int m = 0; m < p->n_metrics; m++) {
-        const fnn_head *hd = &p->heads[p->metrics[m].head];
-        const fnn_tensor *T = &p->tensors[hd->tensor];
-        tot[2 + p->n_heads + m] +=
-            fnn_metric_value(p->metrics[m].kind, T->value, T->ld, targets[p->metrics[m].head],
-                       hd->target_width, rows, T->width, hd->loss, hd->folded_act, p->tmp) *
-            (double)rows;
-    }
+    if (p->n_metrics) fnn_metrics_update(p, targets, weights, rows, tot);
+    if (p->regularized) total += fnn_penalty_loss(p, rows); /* weight, activity penalties */
     tot[0] += (double)rows;
     tot[1] += total * (double)rows;
     return total;
@@ -369,12 +393,12 @@ int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int6
 }
 
 int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const *y,
-                          int64_t start, int64_t n, int batch, double *totals,
-                          double max_seconds)
+                          const float *const *sw, int64_t start, int64_t n, int batch,
+                          double *totals, double max_seconds)
 {
     const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
     const double deadline = max_seconds > 0 ? now_seconds() + max_seconds : 0.0;
-    const float *targets[FNN_MAX_OP_INPUTS];
+    const float *targets[FNN_MAX_OP_INPUTS], *weights[FNN_MAX_OP_INPUTS];
     float *saved[FNN_MAX_OP_INPUTS];
     for (int i = 0; i < p->n_inputs && i < FNN_MAX_OP_INPUTS; i++)
         saved[i] = p->tensors[p->inputs[i]].value;
@@ -383,10 +407,12 @@ int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const
     while (s < n) {
         const int64_t rows = n - s < batch ? n - s : batch;
         feed_inputs(p, x, s);
-        for (int h = 0; h < p->n_heads && h < FNN_MAX_OP_INPUTS; h++)
+        for (int h = 0; h < p->n_heads && h < FNN_MAX_OP_INPUTS; h++) {
             targets[h] = y[h] + s * p->heads[h].target_width;
+            weights[h] = sw && sw[h] ? sw[h] + s : NULL;
+        }
         forward(p, rows, 0);
-        losses_and_metrics(p, targets, rows, 0, totals);
+        losses_and_metrics(p, targets, weights, rows, 0, totals);
         s += rows;
         if (deadline > 0 && s < n && now_seconds() >= deadline) break;
     }
@@ -425,13 +451,26 @@ static void gather(float *dst, const float *src, const int64_t *perm, int64_t st
     }
 }
 
+/* Backward and update with weight penalties and constraints (regularizers.c): the
+ * penalties' gradients join the weights', the constraints project the updated weights.
+ * Weights no backward writes get their penalty's gradient alone (cleared every step). */
+static void regularized_update(fnn_plan *p, fnn_optimizer *opt, int64_t rows)
+{
+    if (p->clear_grads && p->n_params > 0)
+        memset(p->grads, 0, (size_t)p->n_params * sizeof(float));
+    backward(p, rows);
+    fnn_penalty_grads(p);
+    fnn_optimizer_update(opt, p->params, p->grads, (size_t)p->n_params);
+    fnn_apply_constraints(p);
+}
+
 /* One step on the batch at run->step: returns 1 if the loss is NaN or Inf (not applied). */
 static int train_step(fnn_plan *p, fnn_optimizer *opt, const fnn_run *run, double *tot)
 {
     const int64_t s = run->step * run->batch;
     const int64_t rows = run->n - s < run->batch ? run->n - s : run->batch;
     const int64_t *perm = run->shuffle ? run->perm : NULL;
-    const float *targets[FNN_MAX_OP_INPUTS];
+    const float *targets[FNN_MAX_OP_INPUTS], *weights[FNN_MAX_OP_INPUTS];
     for (int i = 0; i < p->n_inputs; i++) {
         const fnn_tensor *T = &p->tensors[p->inputs[i]];
         gather(T->value, run->x[i], perm, s, rows, T->width);
@@ -439,10 +478,19 @@ static int train_step(fnn_plan *p, fnn_optimizer *opt, const fnn_run *run, doubl
     for (int h = 0; h < p->n_heads && h < FNN_MAX_OP_INPUTS; h++) {
         gather(p->heads[h].target, run->y[h], perm, s, rows, p->heads[h].target_width);
         targets[h] = p->heads[h].target;
+        weights[h] = NULL; /* sample weights are gathered like the targets */
+        if (run->sw && run->sw[h]) {
+            gather(p->heads[h].weights, run->sw[h], perm, s, rows, 1);
+            weights[h] = p->heads[h].weights;
+        }
     }
     forward(p, rows, 1);
-    const double loss = losses_and_metrics(p, targets, rows, 1, tot);
+    const double loss = losses_and_metrics(p, targets, weights, rows, 1, tot);
     if (!isfinite(loss)) return 1;
+    if (p->regularized) {
+        regularized_update(p, opt, rows);
+        return 0;
+    }
     backward(p, rows);
     fnn_optimizer_update(opt, p->params, p->grads, (size_t)p->n_params);
     return 0;
@@ -491,6 +539,10 @@ int fnn_plan_train(fnn_plan *p, fnn_optimizer *opt, fnn_run *run, int64_t max_st
         }
     }
     if (status == FNN_RUN_PAUSED && run->epoch >= run->epochs) status = FNN_RUN_DONE;
+    /* a finite loss can still be followed by an update to Inf (a huge step): the last
+     * update of each call is checked, once per call, so no run ends silently non-finite */
+    if (status != FNN_RUN_DIVERGED && done > 0 && !fnn_all_finite(p->params, (size_t)p->n_params))
+        status = FNN_RUN_DIVERGED;
     fnn_fpu_restore(fpu);
     return status;
 }

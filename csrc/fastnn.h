@@ -26,16 +26,40 @@
 #endif
 
 /* ---- activations -------------------------------------------------------- */
+/* Keras 3's definitions. The softmaxes run over each row's m values, the rest elementwise.
+ * Parameters (param[], Keras' defaults when param is NULL) are listed beside each kind. */
 enum {
     FNN_ACT_LINEAR = 0, FNN_ACT_RELU = 1, FNN_ACT_SIGMOID = 2, FNN_ACT_TANH = 3,
-    FNN_ACT_SOFTMAX = 4 /* over each row's m values */
+    FNN_ACT_SOFTMAX = 4,
+    FNN_ACT_RELU6 = 5,
+    FNN_ACT_LEAKY_RELU = 6,   /* param[0]: negative_slope (0.2) */
+    FNN_ACT_ELU = 7,          /* param[0]: alpha (1.0) */
+    FNN_ACT_SELU = 8,
+    FNN_ACT_GELU = 9,         /* exact: x Phi(x), by erf */
+    FNN_ACT_GELU_TANH = 10,   /* gelu(approximate=True): the tanh form */
+    FNN_ACT_SILU = 11,        /* swish */
+    FNN_ACT_SOFTPLUS = 12, FNN_ACT_SOFTSIGN = 13,
+    FNN_ACT_HARD_SIGMOID = 14, /* relu6(x + 3) / 6 */
+    FNN_ACT_EXPONENTIAL = 15, FNN_ACT_MISH = 16,
+    FNN_ACT_LOG_SOFTMAX = 17,
+    FNN_ACT_RELU_GENERAL = 18, /* Keras' relu(x, negative_slope, max_value, threshold):
+                                  param[0..2] (0, +inf, 0) */
+    FNN_ACT_COUNT = 19
 };
 
-/* y = act(y) in place, over n rows of m values, rows ldy apart. */
+/* y = act(y) in place, over n rows of m values, rows ldy apart (Keras' default parameters). */
 void fnn_act_forward(int act, float *y, int64_t ldy, int64_t n, int64_t m);
-/* g := dL/dz from g = dL/dy in place, where y holds act's output (every derivative
- * here can be written in terms of the output, so the pre-activation is never kept). */
+/* g := dL/dz from g = dL/dy in place, where y holds act's output: for the kinds that
+ * fnn_act_needs_input() rejects, the derivative is written in terms of the output. */
 void fnn_act_backward(int act, const float *y, float *g, int64_t ldy, int64_t n, int64_t m);
+/* 1 if act's derivative needs its input x (gelu, silu, mish and the parametrised kinds):
+ * a dense op cannot fuse it (it keeps only y); the activation op reads x in backward. */
+int fnn_act_needs_input(int act);
+/* The same with parameters (param: FNN_OP_AUX floats, or NULL for the defaults); backward
+ * also reads the input x (rows ldx apart; NULL only when !fnn_act_needs_input(act)). */
+void fnn_act_forward_p(int act, const float *param, float *y, int64_t ldy, int64_t n, int64_t m);
+void fnn_act_backward_p(int act, const float *param, const float *x, int64_t ldx, const float *y,
+                        float *g, int64_t ldy, int64_t n, int64_t m);
 
 /* ---- GEMM ---------------------------------------------------------------- */
 /* Row-major C (m x n) = alpha * op(A) . op(B) + beta * C, op = transpose if tX.
@@ -88,19 +112,47 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
                         int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm, float *scratch);
 
 /* ---- losses -------------------------------------------------------------- */
+/* Keras 3's losses. Each has a per-sample value L_i over a row of m predictions p against
+ * its targets t: the elementwise ones are the mean over the row of f(p_j, t_j), the others
+ * (marked "row") a function of the whole row. */
 enum {
     FNN_LOSS_MSE = 0, FNN_LOSS_MAE = 1,
-    FNN_LOSS_SPARSE_CCE_LOGITS = 2, /* softmax cross-entropy, integer labels (n x 1)   */
-    FNN_LOSS_CCE_LOGITS = 3,        /* softmax cross-entropy, target distributions (n x m) */
-    FNN_LOSS_BCE_LOGITS = 4         /* sigmoid cross-entropy, targets in [0, 1] (n x m)  */
+    FNN_LOSS_SPARSE_CCE_LOGITS = 2, /* row: softmax cross-entropy, integer labels (n x 1) */
+    FNN_LOSS_CCE_LOGITS = 3,        /* row: softmax cross-entropy, target distributions;
+                                       param: label_smoothing, t -> t (1 - s) + s / m */
+    FNN_LOSS_BCE_LOGITS = 4,        /* sigmoid cross-entropy, targets in [0, 1];
+                                       param: label_smoothing, t -> t (1 - s) + s / 2 */
+    FNN_LOSS_MAPE = 5,              /* 100 |p - t| / max(|t|, 1e-7) */
+    FNN_LOSS_MSLE = 6,              /* (log(max(p, 1e-7) + 1) - log(max(t, 1e-7) + 1))^2 */
+    FNN_LOSS_HUBER = 7,             /* param: delta; e^2 / 2 or delta (|e| - delta / 2) */
+    FNN_LOSS_LOG_COSH = 8,          /* log cosh(p - t), as x + softplus(-2x) - log 2 */
+    FNN_LOSS_KLD = 9,               /* row: sum t log(t / p), both clipped to [1e-7, 1] */
+    FNN_LOSS_POISSON = 10,          /* p - t log(p + 1e-7) */
+    FNN_LOSS_HINGE = 11,            /* max(1 - t p, 0); 0/1 labels count as -1/1 (below) */
+    FNN_LOSS_SQUARED_HINGE = 12,    /* max(1 - t p, 0)^2, labels likewise */
+    FNN_LOSS_CATEGORICAL_HINGE = 13, /* row: max(max_j (1 - t_j) p_j - sum_j t_j p_j + 1, 0) */
+    FNN_LOSS_COSINE = 14,           /* row: -sum t p / (max(|t|, 1e-7) max(|p|, 1e-7)) */
+    FNN_LOSS_COUNT = 15
 };
 
-/* Mean loss over the batch; writes dL/dpred into grad when grad != NULL.
- * MSE/MAE/BCE: mean over all n*m elements (Keras: mean over the last axis, then
- * over the batch). CCE: -sum_j t_j log softmax(z)_j, mean over the n rows; the sparse
- * form's target holds class indices as floats. The cross-entropies take logits: a
- * model ending in softmax/sigmoid hands its pre-activation here (stable, and the
- * gradient is just p - t). pred and grad have row stride ldp; target is packed. */
+/* How a head turns the sum of its weighted per-sample losses into the batch loss (Keras'
+ * reduction): divided by the batch's rows ("sum_over_batch_size", "mean": the default),
+ * by nothing ("sum"), or by the sum of the sample weights ("mean_with_sample_weight"). */
+enum { FNN_REDUCE_MEAN = 0, FNN_REDUCE_SUM = 1, FNN_REDUCE_WEIGHTED_MEAN = 2 };
+
+/* sum_i w_i L_i over n rows (w NULL: every w_i = 1); when grad != NULL it also writes
+ * grad = scale * w_i * dL_i/dpred, and when values != NULL each L_i into values[i].
+ * param: the loss's parameter (above, else unused). The
+ * hinge losses, as Keras, map 0/1 labels to -1/1 when every target of the call is 0 or 1.
+ * The cross-entropies take logits: a model ending in softmax/sigmoid hands its
+ * pre-activation here (stable for any logits, and the gradient is p - t); the sparse
+ * form's targets are class indices stored as floats, which the caller checked. pred and
+ * grad have row stride ldp; target is packed (m wide, 1 for class indices). */
+double fnn_loss_sum(int loss, float param, const float *pred, int64_t ldp, const float *target,
+                    const float *weight, float *grad, double scale, int64_t n, int64_t m,
+                    double *values);
+
+/* The unweighted mean loss over the n rows, and its gradient when grad != NULL. */
 double fnn_loss(int loss, const float *pred, int64_t ldp, const float *target, float *grad,
                 int64_t n, int64_t m);
 
@@ -129,7 +181,15 @@ enum {
     FNN_OP_MAXIMUM = 7,    /* out = elementwise max (gradient to the first maximal input) */
     FNN_OP_MINIMUM = 8,    /* out = elementwise min (likewise) */
     FNN_OP_CONCAT = 9,     /* out = the inputs side by side along the features */
-    FNN_OP_COUNT = 10
+    FNN_OP_GAUSSIAN_NOISE = 10,   /* training: out = in + N(0, fparam[0]^2); inference: in */
+    FNN_OP_GAUSSIAN_DROPOUT = 11, /* training: out = in * N(1, r / (1 - r)), r = fparam[0] */
+    FNN_OP_PRELU = 12,     /* out = in > 0 ? in : alpha * in; alpha at w_off (iparam: sharing) */
+    FNN_OP_NORMALIZATION = 13, /* out = (in - mean) / max(sqrt(var), 1e-7) (ops/normalization.c) */
+    FNN_OP_BATCH_NORM = 14,    /* batch statistics while training, moving ones at inference */
+    FNN_OP_LAYER_NORM = 15,    /* statistics of each row (or group of a row) */
+    FNN_OP_EMBEDDING = 16,     /* out = rows iparam-indexed by in of E at w_off (ops/embedding.c) */
+    FNN_OP_ACTIVITY_REG = 17,  /* out = in; adds an activity penalty to the loss */
+    FNN_OP_COUNT = 18
 };
 
 enum { FNN_MAX_OP_INPUTS = 64, FNN_OP_AUX = 4 };
@@ -174,14 +234,74 @@ typedef struct {
     int64_t target_width; /* (in) values per target row (1 for integer labels) */
     float weight;        /* (in) factor of this loss in the total (Keras' loss_weights) */
     float *target;       /* gathered targets, max_batch rows (bound) */
+    float param;         /* (in) the loss's parameter (fnn_loss_sum) */
+    int reduction;       /* (in) FNN_REDUCE_* */
+    float *weights;      /* sample weights of the batch being trained, max_batch (bound) */
 } fnn_head;
 
-enum { FNN_METRIC_MSE = 0, FNN_METRIC_MAE = 1, FNN_METRIC_ACCURACY = 2 };
+/* Metrics on a head's outputs (what predict returns: the folded activation applied) and
+ * targets, accumulated over batches as sums in `n_slots` doubles of the totals (their
+ * sufficient statistics); the caller computes each result from the summed slots. The
+ * mean-type ones sum a per-sample value v_i: slots [sum w_i v_i] (w_i = 1), or when
+ * weighted [sum w_i v_i, sum w_i]. Their targets are the output's width except where
+ * class indices are said. */
+enum {
+    FNN_METRIC_MSE = 0, FNN_METRIC_MAE = 1, /* mean-type: the loss's per-sample value */
+    FNN_METRIC_ACCURACY = 2,        /* mean-type, Keras' "accuracy" by shape: one output:
+                                       binary at 0.5; class indices: sparse; else categorical */
+    FNN_METRIC_BINARY_ACCURACY = 3, /* mean-type: mean_j [(p_j > param) == t_j] */
+    FNN_METRIC_CATEGORICAL_ACCURACY = 4,        /* mean-type: argmax p == argmax t */
+    FNN_METRIC_SPARSE_CATEGORICAL_ACCURACY = 5, /* mean-type: argmax p == t (class index) */
+    FNN_METRIC_TOP_K = 6,           /* mean-type: argmax t among the iparam[0] largest p */
+    FNN_METRIC_SPARSE_TOP_K = 7,    /* mean-type: the class index t among them */
+    FNN_METRIC_LOSS = 8,            /* mean-type: loss iparam[0] with parameter `param` */
+    FNN_METRIC_R2 = 9,              /* per column j: sum w t_j, sum w t_j^2, sum w (t_j -
+                                       p_j)^2, sum w (4 m slots), then rows with w != 0 */
+    FNN_METRIC_CONFUSION = 10,      /* every element (or column iparam[0] >= 0; or, when
+                                       iparam[1] > 0, only a row's iparam[1] largest p, the
+                                       rest counting as below every threshold): at its bucket
+                                       b = #{thresholds < p}, adds w to pos[b] if t != 0, else
+                                       to neg[b]; slots pos[0..T], neg[0..T] */
+    FNN_METRIC_FSCORE = 11,         /* per column j, with q_j = p_j > param (param NaN: p_j is
+                                       its row's maximum and |p_j| > 1e-9): sum w q t, sum w q
+                                       (1 - t), sum w (1 - q) t, sum w t (4 m slots) */
+    FNN_METRIC_EQUALITY = 12,       /* mean-type: mean_j [p_j == t_j] (Keras' Accuracy class) */
+    FNN_METRIC_COUNT = 13
+};
 
 typedef struct {
     int head;            /* (in) the head whose output and targets it compares */
     int kind;            /* (in) FNN_METRIC_* */
+    int weighted;        /* (in) rows count by the head's sample weights (Keras'
+                            weighted_metrics); else each row counts 1 */
+    float param;         /* (in) threshold, or the loss parameter (above) */
+    int64_t iparam[2];   /* (in) k, a loss, a class, top k (above) */
+    int n_thresholds;    /* (in) confusion: T >= 1 thresholds, ascending */
+    const float *thresholds;
+    int64_t slot, n_slots; /* its doubles in the totals (fnn_plan_layout) */
 } fnn_metric;
+
+/* Regularization as Keras applies it: a penalty l1 * sum|w| + l2 * sum w^2 on a trainable
+ * weight joins the loss (and its gradient the weight's); a constraint projects a trainable
+ * weight after each optimizer update, by the L2 norms n of its columns (Keras' axis=0 on a
+ * kernel), rows or whole: max_norm w *= clip(n, 0, max) / (eps + n); non_neg w = max(w, 0);
+ * unit_norm w /= eps + n; min_max_norm w *= (rate clip(n, min, max) + (1 - rate) n) /
+ * (eps + n), eps = 1e-7. */
+typedef struct {
+    int64_t offset, size;    /* (in) the weight: params[offset .. offset + size) */
+    float l1, l2;            /* (in) >= 0 */
+} fnn_penalty;
+
+enum { FNN_CONSTRAINT_MAX_NORM = 0, FNN_CONSTRAINT_NON_NEG = 1, FNN_CONSTRAINT_UNIT_NORM = 2,
+       FNN_CONSTRAINT_MIN_MAX_NORM = 3 };
+enum { FNN_CONSTRAIN_COLUMNS = 0, FNN_CONSTRAIN_ROWS = 1, FNN_CONSTRAIN_ALL = 2 };
+
+typedef struct {
+    int kind;                /* (in) FNN_CONSTRAINT_* */
+    int axis;                /* (in) FNN_CONSTRAIN_*: the norms taken */
+    int64_t offset, rows, cols; /* (in) the weight: params[offset ..], rows x cols row-major */
+    float min_value, max_value, rate; /* (in) min_max_norm's; max_norm reads max_value */
+} fnn_constraint;
 
 typedef struct {
     int n_tensors;
@@ -195,7 +315,7 @@ typedef struct {
     int n_heads;
     fnn_head *heads;
     int n_metrics;
-    const fnn_metric *metrics;
+    fnn_metric *metrics;
     float *params, *grads;   /* trainable parameters and their gradients (same layout) */
     int64_t n_params;
     float *state;            /* non-trainable weights (frozen layers) */
@@ -206,6 +326,12 @@ typedef struct {
     float *tmp;              /* (bound) max_batch rows of the widest tensor */
     float *wtmp;             /* (bound) weight gradients of a shared layer's second call */
     int clear_grads;         /* some trainable values get no gradient here: zero grads first */
+    int n_penalties;         /* (in) weight penalties (csrc/regularizers.c) */
+    const fnn_penalty *penalties;
+    int n_constraints;       /* (in) weight constraints, applied after each update */
+    const fnn_constraint *constraints;
+    int regularized;         /* penalties, constraints or ops adding loss terms: the step
+                                takes the regularized path (plans without: no cost) */
 } fnn_plan;
 
 /* Errors of fnn_plan_layout, with the offending op or tensor in *where. */
@@ -228,8 +354,10 @@ int64_t fnn_plan_layout(fnn_plan *p, int *where);
 /* Places tensors, gradients, targets, scratch in `arena` (fnn_plan_layout()'s floats). */
 void fnn_plan_bind(fnn_plan *p, float *arena);
 
-/* Totals: doubles laid out as [rows, loss sum, loss sum of each head, sum of each metric],
- * sums weighted by batch rows (the loss is the weighted total of the heads). */
+/* Totals: doubles laid out as [rows, loss sum, loss sum of each head, each metric's
+ * slots (fnn_metric.slot)]: the losses are summed over batches as rows x batch loss, so
+ * that loss sum / rows is the mean Keras reports (the loss is the weighted total of the
+ * heads); metrics add their statistics. */
 int64_t fnn_totals_size(const fnn_plan *p);
 
 /* Forward of rows [start, n) of the inputs x[i] (n rows of input i's width, packed) in
@@ -239,10 +367,11 @@ int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int6
                          float *const *out, double max_seconds);
 
 /* Loss and metrics over rows [start, n) of x and y[h] (head h's targets, packed), added to
- * totals; stops and returns the next row as fnn_plan_predict does. */
+ * totals; sw: NULL, or per head NULL or its n sample weights. Stops and returns the next
+ * row as fnn_plan_predict does. */
 int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const *y,
-                          int64_t start, int64_t n, int batch, double *totals,
-                          double max_seconds);
+                          const float *const *sw, int64_t start, int64_t n, int batch,
+                          double *totals, double max_seconds);
 
 /* A training run, resumable: fnn_plan_train() continues it where it stopped. */
 typedef struct {
@@ -261,6 +390,7 @@ typedef struct {
                               next epoch would not fit (the caller reads them and moves on) */
     int epoch_base;
     int totals_cap;
+    const float *const *sw; /* NULL, or per head NULL or n sample weights (gathered as y) */
 } fnn_run;
 
 enum { FNN_RUN_PAUSED = 0, FNN_RUN_EPOCH_END = 1, FNN_RUN_DONE = 2, FNN_RUN_DIVERGED = 3 };
@@ -269,7 +399,7 @@ enum { FNN_RUN_PAUSED = 0, FNN_RUN_EPOCH_END = 1, FNN_RUN_DONE = 2, FNN_RUN_DIVE
  * max_steps are done or max_seconds (<= 0: no limit) have passed (FNN_RUN_PAUSED), an
  * epoch ends and stop_at_epoch_end (FNN_RUN_EPOCH_END), the last epoch ends
  * (FNN_RUN_DONE), or a loss is NaN or Inf (FNN_RUN_DIVERGED: that step is counted in the
- * totals and not applied). Metrics use each batch's pre-update outputs, as Keras does. */
+ * totals and not applied) or, at the end of the call, a parameter is (FNN_RUN_DIVERGED). Metrics use each batch's pre-update outputs, as Keras does. */
 int fnn_plan_train(fnn_plan *p, fnn_optimizer *opt, fnn_run *run, int64_t max_steps,
                    double max_seconds, int stop_at_epoch_end);
 

@@ -1,4 +1,5 @@
-"""Command line: ``python -m fastnn demo`` and ``python -m fastnn bench [--quick]``."""
+"""Command line: ``python -m fastnn demo``, ``python -m fastnn bench [--quick]`` and
+``python -m fastnn export model.fastnn --c DIR [--name NAME]``."""
 import argparse
 import json
 import os
@@ -24,29 +25,78 @@ def _article_model():
                               Dense(10, activation="relu"), Dense(1)])
 
 
+def _digits_demo(args):
+    """A small MLP classifier on the bundled digits: summary, progress, test accuracy and
+    the confusion counts."""
+    import numpy as np
+    import fastnn
+    from fastnn.datasets import digits
+    from fastnn.layers import Dense, Normalization
+
+    epochs = args.epochs or 30
+    (x_train, y_train), (x_test, y_test) = digits.load_data()
+    print(f"Digits: {len(x_train)} training images, {len(x_test)} test images, 8x8 pixels "
+          "(counts 0..16, standardised by a Normalization layer adapted on the training "
+          "images)")
+    fastnn.utils.set_random_seed(0)
+    normalization = Normalization(input_shape=(64,))
+    normalization.adapt(x_train)
+    model = fastnn.Sequential([normalization, Dense(64, activation="relu"),
+                               Dense(10, activation="softmax")])
+    model.summary()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    print(f"fit: {epochs} epochs, batch 32, validation_split=0.1")
+    model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_split=0.1,
+              verbose=args.verbose)
+    loss, accuracy = model.evaluate(x_test, y_test)
+    predicted = model.predict(x_test).argmax(axis=1)
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(confusion, (y_test, predicted), 1)
+    print(f"\ntest: loss {loss:.4f}  accuracy {accuracy:.4f} "
+          f"({int(np.trace(confusion))}/{len(y_test)} right)")
+    print("confusion counts (rows: the true digit, columns: the predicted one):")
+    print("     " + "".join(f"{d:5d}" for d in range(10)))
+    for d in range(10):
+        print(f"  {d}: " + "".join(f"{c:5d}" for c in confusion[d]))
+    return 0
+
+
 def demo(args):
     import numpy as np
     import fastnn
     from fastnn._baseline import NumpyMLP
 
-    epochs, batch = args.epochs, 32
-    x_train, y_train, x_test, y_test = _standardised_housing()
-    print(f"Boston housing: {len(x_train)} training rows, {len(x_test)} test rows, "
-          f"{x_train.shape[1]} features (standardised with the training mean/std)")
+    fastnn.backend.clear_session()  # the summary's names as in a fresh process
+    if args.task == "digits":
+        return _digits_demo(args)
+    from fastnn.datasets import boston_housing
+    from fastnn.layers import Dense, Normalization
+
+    epochs, batch = args.epochs or 100, 32
+    (x_raw, y_raw), (x_raw_test, y_raw_test) = boston_housing.load_data()
+    print(f"Boston housing: {len(x_raw)} training rows, {len(x_raw_test)} test rows, "
+          f"{x_raw.shape[1]} features (standardised in the model by a Normalization layer "
+          "adapted on the training rows)")
 
     fastnn.utils.set_random_seed(0)
-    model = _article_model()
+    normalization = Normalization(input_shape=(13,))
+    normalization.adapt(x_raw)
+    model = fastnn.Sequential([normalization, Dense(10, activation="relu"),
+                               Dense(10, activation="relu"), Dense(1)])
     model.summary()
     model.compile(loss="mse", optimizer="rmsprop", metrics=["mae"])
     print(f"fit: {epochs} epochs, batch {batch}, validation_split=0.2")
-    model.fit(x_train, y_train, epochs=epochs, batch_size=batch, validation_split=0.2,
+    model.fit(x_raw, y_raw, epochs=epochs, batch_size=batch, validation_split=0.2,
               verbose=args.verbose)
-    train_mse, train_mae = model.evaluate(x_train, y_train)
-    test_mse, test_mae = model.evaluate(x_test, y_test)
+    train_mse, train_mae = model.evaluate(x_raw, y_raw)
+    test_mse, test_mae = model.evaluate(x_raw_test, y_raw_test)
     print(f"\nfastnn  train: MSE {train_mse:8.3f}  MAE {train_mae:6.3f}")
     print(f"fastnn  test:  MSE {test_mse:8.3f}  MAE {test_mae:6.3f}")
 
-    # Timing: a fresh model and its NumPy twin, same initial weights, all 404 rows, silent.
+    # Timing: the article's model (no Normalization layer: the NumPy twin has none, so both
+    # take the standardised rows) and its twin, same initial weights, all 404 rows, silent.
+    x_train, y_train, x_test, y_test = _standardised_housing()
     fastnn.utils.set_random_seed(0)
     timed = _article_model()
     initial = np.concatenate([w.ravel() for w in timed.get_weights()])
@@ -191,16 +241,42 @@ def bench(args):
     return 0
 
 
+def export(args):
+    from fastnn.export import c
+    from fastnn.models import load_model
+
+    if args.c is None:
+        print("python -m fastnn export: say what to write: --c DIR (C99 source)",
+              file=sys.stderr)
+        return 2
+    try:
+        name = c.default_name(args.model) if args.name is None else c.check_name(args.name)
+        model = load_model(args.model, compile=False)
+        os.makedirs(args.c, exist_ok=True)
+        paths = c.export_c(model, os.path.join(args.c, name + ".c"), name=name)
+    except (ValueError, OSError) as e:
+        print(f"python -m fastnn export: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {paths[0]} and {paths[1]}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m fastnn",
         description="fastnn: Keras-shaped neural networks for the CPU with a compiled C core.")
     sub = parser.add_subparsers(dest="command", metavar="command")
     p = sub.add_parser("demo", help="train the article's Boston housing model, compare with "
-                                    "NumPy",
+                                    "NumPy (or, with --task digits, a digits classifier)",
                        description="Trains the 13->10->10->1 model on Boston housing with "
-                                   "fastnn, then times the same training in plain NumPy.")
-    p.add_argument("--epochs", type=int, default=100, help="epochs (default: 100)")
+                                   "fastnn, then times the same training in plain NumPy. "
+                                   "--task digits trains a small MLP on the bundled 8x8 "
+                                   "digits and prints its test accuracy and confusion counts.")
+    p.add_argument("--task", choices=("housing", "digits"), default="housing",
+                   help="housing (default): regression, timed against NumPy; digits: "
+                        "classification")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default: 100 for housing, 30 for digits)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                    help="fit's verbosity: 1 (default) prints Keras' 'Epoch n/N' line and a "
                         "progress bar per epoch, 2 one line per epoch, 0 none")
@@ -214,11 +290,19 @@ def main(argv=None):
                    help="comma-separated workloads to run (W1 W2 W3 W4 W5 W6 L512)")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
     p.set_defaults(func=bench)
+    p = sub.add_parser("export", help="write a saved model's forward pass as C99 source",
+                       description="Reads a model saved with model.save() and writes "
+                                   "DIR/NAME.c and DIR/NAME.h (see Model.export_c).")
+    p.add_argument("model", help="the saved model file")
+    p.add_argument("--c", metavar="DIR", help="write C99 source into this folder")
+    p.add_argument("--name", help="C name prefixing the symbols and files (default: the "
+                                  "model file's name)")
+    p.set_defaults(func=export)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    if getattr(args, "epochs", 1) < 1:
+    if getattr(args, "epochs", None) is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
     return args.func(args)
 

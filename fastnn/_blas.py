@@ -61,8 +61,10 @@ def available():
 
 def set_num_threads(n):
     """Threads of the BLAS pool (large GEMMs only; small work never leaves the caller)."""
-    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"n must be a positive integer. Received: n={n!r}")
+    limit = 4 * (os.cpu_count() or 1)  # more threads than that only oversubscribe the cores
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= limit:
+        raise ValueError(f"n must be an integer in [1, {limit}] (4x the {os.cpu_count()} "
+                         f"cores). Received: n={n!r}")
     if not available():
         return
     for symbol in _THREAD_SYMBOLS:

@@ -9,6 +9,11 @@ cdef extern from "fastnn.h" nogil:
                                   float beta, float *c, int64_t ldc)
     void fnn_act_forward(int act, float *y, int64_t ldy, int64_t n, int64_t m)
     void fnn_act_backward(int act, const float *y, float *g, int64_t ldy, int64_t n, int64_t m)
+    int fnn_act_needs_input(int act)
+    void fnn_act_forward_p(int act, const float *param, float *y, int64_t ldy, int64_t n,
+                           int64_t m)
+    void fnn_act_backward_p(int act, const float *param, const float *x, int64_t ldx,
+                            const float *y, float *g, int64_t ldy, int64_t n, int64_t m)
     void fnn_sgemm_portable(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                             const float *a, int64_t lda, const float *b, int64_t ldb,
                             float beta, float *c, int64_t ldc)
@@ -29,15 +34,34 @@ cdef extern from "fastnn.h" nogil:
                             fnn_sgemm_fn gemm, float *scratch)
     double fnn_loss(int loss, const float *pred, int64_t ldp, const float *target, float *grad,
                     int64_t n, int64_t m)
+    double fnn_loss_sum(int loss, float param, const float *pred, int64_t ldp,
+                        const float *target, const float *weight, float *grad, double scale,
+                        int64_t n, int64_t m, double *values)
 
-    enum: FNN_ACT_LINEAR, FNN_ACT_RELU, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_SOFTMAX
+    enum: FNN_ACT_LINEAR, FNN_ACT_RELU, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_SOFTMAX, \
+        FNN_ACT_RELU6, FNN_ACT_LEAKY_RELU, FNN_ACT_ELU, FNN_ACT_SELU, FNN_ACT_GELU, \
+        FNN_ACT_GELU_TANH, FNN_ACT_SILU, FNN_ACT_SOFTPLUS, FNN_ACT_SOFTSIGN, \
+        FNN_ACT_HARD_SIGMOID, FNN_ACT_EXPONENTIAL, FNN_ACT_MISH, FNN_ACT_LOG_SOFTMAX, \
+        FNN_ACT_RELU_GENERAL, FNN_ACT_COUNT
     enum: FNN_LOSS_MSE, FNN_LOSS_MAE, FNN_LOSS_SPARSE_CCE_LOGITS, FNN_LOSS_CCE_LOGITS, \
-        FNN_LOSS_BCE_LOGITS
+        FNN_LOSS_BCE_LOGITS, FNN_LOSS_MAPE, FNN_LOSS_MSLE, FNN_LOSS_HUBER, FNN_LOSS_LOG_COSH, \
+        FNN_LOSS_KLD, FNN_LOSS_POISSON, FNN_LOSS_HINGE, FNN_LOSS_SQUARED_HINGE, \
+        FNN_LOSS_CATEGORICAL_HINGE, FNN_LOSS_COSINE, FNN_LOSS_COUNT
+    enum: FNN_REDUCE_MEAN, FNN_REDUCE_SUM, FNN_REDUCE_WEIGHTED_MEAN
     enum: FNN_PATH_PANELS, FNN_PATH_PORTABLE, FNN_PATH_BLAS
     enum: FNN_OP_DENSE, FNN_OP_ACTIVATION, FNN_OP_DROPOUT, FNN_OP_ADD, FNN_OP_SUBTRACT, \
         FNN_OP_MULTIPLY, FNN_OP_AVERAGE, FNN_OP_MAXIMUM, FNN_OP_MINIMUM, FNN_OP_CONCAT
+    enum: FNN_OP_GAUSSIAN_NOISE, FNN_OP_GAUSSIAN_DROPOUT, FNN_OP_PRELU
+    enum: FNN_OP_NORMALIZATION, FNN_OP_BATCH_NORM, FNN_OP_LAYER_NORM, FNN_OP_EMBEDDING, \
+        FNN_OP_ACTIVITY_REG
+    enum: FNN_CONSTRAINT_MAX_NORM, FNN_CONSTRAINT_NON_NEG, FNN_CONSTRAINT_UNIT_NORM, \
+        FNN_CONSTRAINT_MIN_MAX_NORM
+    enum: FNN_CONSTRAIN_COLUMNS, FNN_CONSTRAIN_ROWS, FNN_CONSTRAIN_ALL
     enum: FNN_MAX_OP_INPUTS, FNN_OP_AUX
-    enum: FNN_METRIC_MSE, FNN_METRIC_MAE, FNN_METRIC_ACCURACY
+    enum: FNN_METRIC_MSE, FNN_METRIC_MAE, FNN_METRIC_ACCURACY, FNN_METRIC_BINARY_ACCURACY, \
+        FNN_METRIC_CATEGORICAL_ACCURACY, FNN_METRIC_SPARSE_CATEGORICAL_ACCURACY, \
+        FNN_METRIC_TOP_K, FNN_METRIC_SPARSE_TOP_K, FNN_METRIC_LOSS, FNN_METRIC_R2, \
+        FNN_METRIC_CONFUSION, FNN_METRIC_FSCORE, FNN_METRIC_EQUALITY, FNN_METRIC_COUNT
     enum: FNN_EPLAN_TENSOR, FNN_EPLAN_PRODUCER, FNN_EPLAN_SHAPE, FNN_EPLAN_PARAMS, \
         FNN_EPLAN_KIND, FNN_EPLAN_BATCH
     enum: FNN_RUN_PAUSED, FNN_RUN_EPOCH_END, FNN_RUN_DONE, FNN_RUN_DIVERGED
@@ -75,10 +99,29 @@ cdef extern from "fastnn.h" nogil:
         int64_t target_width
         float weight
         float *target
+        float param
+        int reduction
+        float *weights
 
     ctypedef struct fnn_metric:
         int head
         int kind
+        int weighted
+        float param
+        int64_t iparam[2]
+        int n_thresholds
+        const float *thresholds
+        int64_t slot, n_slots
+
+    ctypedef struct fnn_penalty:
+        int64_t offset, size
+        float l1, l2
+
+    ctypedef struct fnn_constraint:
+        int kind
+        int axis
+        int64_t offset, rows, cols
+        float min_value, max_value, rate
 
     ctypedef struct fnn_plan:
         int n_tensors
@@ -92,7 +135,7 @@ cdef extern from "fastnn.h" nogil:
         int n_heads
         fnn_head *heads
         int n_metrics
-        const fnn_metric *metrics
+        fnn_metric *metrics
         float *params
         float *grads
         int64_t n_params
@@ -104,6 +147,11 @@ cdef extern from "fastnn.h" nogil:
         float *tmp
         float *wtmp
         int clear_grads
+        int n_penalties
+        const fnn_penalty *penalties
+        int n_constraints
+        const fnn_constraint *constraints
+        int regularized
 
     int64_t fnn_plan_layout(fnn_plan *p, int *where)
     void fnn_plan_bind(fnn_plan *p, float *arena)
@@ -111,8 +159,8 @@ cdef extern from "fastnn.h" nogil:
     int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int64_t n,
                              float *const *out, double max_seconds)
     int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const *y,
-                              int64_t start, int64_t n, int batch, double *totals,
-                              double max_seconds)
+                              const float *const *sw, int64_t start, int64_t n, int batch,
+                              double *totals, double max_seconds)
 
     ctypedef struct fnn_run:
         const float *const *x
@@ -128,8 +176,17 @@ cdef extern from "fastnn.h" nogil:
         double *totals
         int epoch_base
         int totals_cap
+        const float *const *sw
 
     int fnn_plan_train(fnn_plan *p, fnn_optimizer *opt, fnn_run *run, int64_t max_steps,
                        double max_seconds, int stop_at_epoch_end)
     int fnn_all_finite(const float *x, size_t n)
     void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)
+
+
+cdef extern from "metrics.h" nogil:
+    int64_t fnn_metric_slots(const fnn_metric *m, int64_t width)
+    int fnn_metric_check(const fnn_metric *m, int64_t width, int64_t tw)
+    void fnn_metric_update(const fnn_metric *m, const float *p, int64_t ldp, const float *t,
+                           int64_t tw, const float *w, int64_t n, int64_t width, int logits,
+                           double *slots)

@@ -43,17 +43,47 @@ KERNELS = select_kernels("baseline" if _cap == "0" else _cap if _cap in KERNEL_L
 
 # Names of the C enums (csrc/fastnn.h): the values come from the header, never retyped.
 ACTIVATIONS = {"linear": FNN_ACT_LINEAR, "relu": FNN_ACT_RELU, "sigmoid": FNN_ACT_SIGMOID,
-               "tanh": FNN_ACT_TANH, "softmax": FNN_ACT_SOFTMAX}
+               "tanh": FNN_ACT_TANH, "softmax": FNN_ACT_SOFTMAX, "relu6": FNN_ACT_RELU6,
+               "leaky_relu": FNN_ACT_LEAKY_RELU, "elu": FNN_ACT_ELU, "selu": FNN_ACT_SELU,
+               "gelu": FNN_ACT_GELU, "gelu_tanh": FNN_ACT_GELU_TANH, "silu": FNN_ACT_SILU,
+               "softplus": FNN_ACT_SOFTPLUS, "softsign": FNN_ACT_SOFTSIGN,
+               "hard_sigmoid": FNN_ACT_HARD_SIGMOID, "exponential": FNN_ACT_EXPONENTIAL,
+               "mish": FNN_ACT_MISH, "log_softmax": FNN_ACT_LOG_SOFTMAX,
+               "relu_general": FNN_ACT_RELU_GENERAL}
+# the engine's loss kernels (csrc/losses.c; fastnn.losses maps Keras' names onto them)
 LOSSES = {"mse": FNN_LOSS_MSE, "mae": FNN_LOSS_MAE,
           "sparse_softmax_crossentropy": FNN_LOSS_SPARSE_CCE_LOGITS,
           "softmax_crossentropy": FNN_LOSS_CCE_LOGITS,
-          "sigmoid_crossentropy": FNN_LOSS_BCE_LOGITS}
+          "sigmoid_crossentropy": FNN_LOSS_BCE_LOGITS, "mape": FNN_LOSS_MAPE,
+          "msle": FNN_LOSS_MSLE, "huber": FNN_LOSS_HUBER, "log_cosh": FNN_LOSS_LOG_COSH,
+          "kld": FNN_LOSS_KLD, "poisson": FNN_LOSS_POISSON, "binary_hinge": FNN_LOSS_HINGE,
+          "binary_squared_hinge": FNN_LOSS_SQUARED_HINGE,
+          "categorical_hinge": FNN_LOSS_CATEGORICAL_HINGE, "cosine": FNN_LOSS_COSINE}
+REDUCTIONS = {"sum_over_batch_size": FNN_REDUCE_MEAN, "mean": FNN_REDUCE_MEAN,
+              "sum": FNN_REDUCE_SUM, "mean_with_sample_weight": FNN_REDUCE_WEIGHTED_MEAN}
 OP_KINDS = {"dense": FNN_OP_DENSE, "activation": FNN_OP_ACTIVATION, "dropout": FNN_OP_DROPOUT,
             "add": FNN_OP_ADD, "subtract": FNN_OP_SUBTRACT, "multiply": FNN_OP_MULTIPLY,
             "average": FNN_OP_AVERAGE, "maximum": FNN_OP_MAXIMUM, "minimum": FNN_OP_MINIMUM,
-            "concatenate": FNN_OP_CONCAT}
+            "concatenate": FNN_OP_CONCAT, "gaussian_noise": FNN_OP_GAUSSIAN_NOISE,
+            "gaussian_dropout": FNN_OP_GAUSSIAN_DROPOUT, "prelu": FNN_OP_PRELU,
+            "normalization": FNN_OP_NORMALIZATION, "batch_norm": FNN_OP_BATCH_NORM,
+            "layer_norm": FNN_OP_LAYER_NORM, "embedding": FNN_OP_EMBEDDING,
+            "activity_regularization": FNN_OP_ACTIVITY_REG}
+# weight constraints (csrc/regularizers.c) and the norms they take
+CONSTRAINTS = {"max_norm": FNN_CONSTRAINT_MAX_NORM, "non_neg": FNN_CONSTRAINT_NON_NEG,
+               "unit_norm": FNN_CONSTRAINT_UNIT_NORM,
+               "min_max_norm": FNN_CONSTRAINT_MIN_MAX_NORM}
+CONSTRAINT_AXES = {"columns": FNN_CONSTRAIN_COLUMNS, "rows": FNN_CONSTRAIN_ROWS,
+                   "all": FNN_CONSTRAIN_ALL}
 DENSE_PATHS = {"panels": FNN_PATH_PANELS, "portable": FNN_PATH_PORTABLE, "blas": FNN_PATH_BLAS}
-METRICS = {"mse": FNN_METRIC_MSE, "mae": FNN_METRIC_MAE, "accuracy": FNN_METRIC_ACCURACY}
+# the engine's metric statistics (csrc/metrics.c; fastnn.metrics maps Keras' metrics on them)
+METRICS = {"mse": FNN_METRIC_MSE, "mae": FNN_METRIC_MAE, "accuracy": FNN_METRIC_ACCURACY,
+           "binary_accuracy": FNN_METRIC_BINARY_ACCURACY,
+           "categorical_accuracy": FNN_METRIC_CATEGORICAL_ACCURACY,
+           "sparse_categorical_accuracy": FNN_METRIC_SPARSE_CATEGORICAL_ACCURACY,
+           "top_k": FNN_METRIC_TOP_K, "sparse_top_k": FNN_METRIC_SPARSE_TOP_K,
+           "loss": FNN_METRIC_LOSS, "r2": FNN_METRIC_R2, "confusion": FNN_METRIC_CONFUSION,
+           "fscore": FNN_METRIC_FSCORE, "equality": FNN_METRIC_EQUALITY}
 MAX_OP_INPUTS = FNN_MAX_OP_INPUTS
 RUN_STATUS = {FNN_RUN_PAUSED: "paused", FNN_RUN_EPOCH_END: "epoch_end", FNN_RUN_DONE: "done",
               FNN_RUN_DIVERGED: "diverged"}
@@ -249,41 +279,71 @@ cdef tuple _rows(cnp.ndarray a):
     return (cnp.PyArray_SIZE(a) // m if m else 0), m
 
 
-def activation_forward(cnp.ndarray x, activation):
-    """act(x) as a new array (softmax over the last axis)."""
+def act_needs_input(activation):
+    """True if the activation's derivative needs its input (a dense op cannot fuse it)."""
+    return bool(fnn_act_needs_input(_act_id(activation)))
+
+
+cdef int _act_params(params, float *out) except -1:
+    """The activation's parameters (csrc/fastnn.h), up to FNN_OP_AUX floats, into out."""
+    if len(params) > FNN_OP_AUX:
+        raise ValueError(f"at most {FNN_OP_AUX} activation parameters, got {params!r}")
+    for i, v in enumerate(params):
+        out[i] = v
+    return 0
+
+
+def activation_forward(cnp.ndarray x, activation, params=None):
+    """act(x) as a new array (the softmaxes over the last axis); params: the activation's
+    parameters (csrc/fastnn.h), None for Keras' defaults."""
     cdef int act = _act_id(activation)
+    cdef float p[FNN_OP_AUX]
+    if params is not None:
+        _act_params(params, p)
     _check(x, "x")
     cdef cnp.ndarray y = x.copy()
     cdef int64_t n, m
     n, m = _rows(y)
+    cdef const float *pp = p if params is not None else NULL
     if n and m:
         with nogil:
-            fnn_act_forward(act, fptr(y), m, n, m)
+            fnn_act_forward_p(act, pp, fptr(y), m, n, m)
     return y
 
 
-def activation_backward(cnp.ndarray y, cnp.ndarray gy, activation):
-    """dL/dz given the activation's output y and dL/dy."""
+def activation_backward(cnp.ndarray y, cnp.ndarray gy, activation, cnp.ndarray x=None,
+                        params=None):
+    """dL/dz given the activation's output y, dL/dy, and (for the activations that need
+    it: act_needs_input) its input x."""
     cdef int act = _act_id(activation)
+    cdef float p[FNN_OP_AUX]
+    if params is not None:
+        _act_params(params, p)
     _check(y, "y")
     _check_shape(gy, "gy", _shape(y))
+    if x is not None:
+        _check_shape(x, "x", _shape(y))
+    elif fnn_act_needs_input(act):
+        raise ValueError(f"the derivative of {activation!r} needs its input x")
     cdef cnp.ndarray g = gy.copy()
     cdef int64_t n, m
     n, m = _rows(y)
+    cdef const float *pp = p if params is not None else NULL
+    cdef const float *xp = fptr(x) if x is not None else NULL
     if n and m:
         with nogil:
-            fnn_act_backward(act, fptr(y), fptr(g), m, n, m)
+            fnn_act_backward_p(act, pp, xp, m, fptr(y), fptr(g), m, n, m)
     return g
 
 
-def loss(str kind, cnp.ndarray pred, cnp.ndarray target):
-    """(mean loss, dL/dpred) for 2-D pred; target like pred, or (n,) labels for CCE."""
+cdef int _loss_args(str kind, cnp.ndarray pred, cnp.ndarray target) except -1:
+    """Checks a loss kernel's arguments; returns the kernel's enum."""
     if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}; valid: {sorted(LOSSES)}")
     cdef int k = LOSSES[kind]
     _check(pred, "pred", 2)
     cdef int64_t n = pred.shape[0], m = pred.shape[1]
-    if k == 2:
+    if k == FNN_LOSS_SPARSE_CCE_LOGITS:
         _check_shape(target, "target", (n,))
         if n and (target.min() < 0 or target.max() >= m or np.any(target != np.floor(target))):
             raise ValueError(f"labels must be integers in [0, {m}), got range "
@@ -292,11 +352,111 @@ def loss(str kind, cnp.ndarray pred, cnp.ndarray target):
         _check_shape(target, "target", (n, m))
     if n == 0 or m == 0:
         raise ValueError(f"pred must not be empty, got shape {_shape(pred)}")
+    return k
+
+
+def loss(str kind, cnp.ndarray pred, cnp.ndarray target):
+    """(mean loss, dL/dpred) for 2-D pred; target like pred, or (n,) labels for CCE."""
+    cdef int k = _loss_args(kind, pred, target)
+    cdef int64_t n = pred.shape[0], m = pred.shape[1]
     cdef cnp.ndarray grad = np.empty_like(pred)
     cdef double value
     with nogil:
         value = fnn_loss(k, fptr(pred), m, fptr(target), fptr(grad), n, m)
     return value, grad
+
+
+def loss_rows(str kind, cnp.ndarray pred, cnp.ndarray target, float param=0.0,
+              cnp.ndarray weight=None):
+    """(L, grad): each row's loss L_i (float64 (n,)) and grad = d(sum_i w_i L_i)/dpred
+    (float32 like pred); weight: None (all 1) or (n,) float32. param: the kernel's
+    parameter (huber's delta, the cross-entropies' label smoothing)."""
+    cdef int k = _loss_args(kind, pred, target)
+    cdef int64_t n = pred.shape[0], m = pred.shape[1]
+    cdef const float *wp = NULL
+    if weight is not None:
+        _check_shape(weight, "weight", (n,))
+        wp = fptr(weight)
+    cdef cnp.ndarray grad = np.empty_like(pred)
+    cdef cnp.ndarray values = np.empty(n, dtype=np.float64)
+    with nogil:
+        fnn_loss_sum(k, param, fptr(pred), m, fptr(target), wp, fptr(grad), 1.0, n, m,
+                     <double *>cnp.PyArray_DATA(values))
+    return values, grad
+
+
+cdef int _metric_spec(fnn_metric *m, object key, dict opts, list keep) except -1:
+    """Fills m (all but head and slots) from an engine metric key and its options:
+    weighted, param, iparam (one or two ints), loss (a LOSSES key, for "loss"),
+    thresholds (ascending floats, for "confusion"). Arrays m points to go into keep."""
+    if key not in METRICS:
+        raise ValueError(f"unknown metric {key!r}; valid: {sorted(METRICS)}")
+    unknown = set(opts) - {"weighted", "param", "iparam", "loss", "thresholds"}
+    if unknown:
+        raise ValueError(f"metric {key!r}: unknown options {sorted(unknown)}")
+    m.kind = METRICS[key]
+    m.weighted = bool(opts.get("weighted", False))
+    m.param = opts.get("param", 0.0)
+    iparam = opts.get("iparam", (0, 0))
+    iparam = (iparam, 0) if isinstance(iparam, int) else tuple(iparam) + (0,) * (2 - len(iparam))
+    m.iparam[0], m.iparam[1] = iparam[0], iparam[1]
+    if "loss" in opts:
+        if opts["loss"] not in LOSSES:
+            raise ValueError(f"unknown loss {opts['loss']!r}; valid: {sorted(LOSSES)}")
+        m.iparam[0] = LOSSES[opts["loss"]]
+    m.n_thresholds, m.thresholds = 0, NULL
+    if opts.get("thresholds") is not None:
+        thr = np.ascontiguousarray(opts["thresholds"], dtype=np.float32).reshape(-1)
+        keep.append(thr)
+        m.n_thresholds = thr.shape[0]
+        m.thresholds = fptr(thr)
+    return 0
+
+
+def metric_slots(str key, int64_t width, dict opts=None):
+    """The doubles a metric's statistics take on outputs `width` wide."""
+    cdef fnn_metric m
+    memset(&m, 0, sizeof(m))
+    keep = []
+    _metric_spec(&m, key, opts or {}, keep)
+    return fnn_metric_slots(&m, width)
+
+
+def metric_update(str key, cnp.ndarray pred, cnp.ndarray target, cnp.ndarray slots,
+                  cnp.ndarray weight=None, dict opts=None, bint logits=False):
+    """Adds the statistics of metric `key` (METRICS, options as Plan's metrics) on
+    pred (n, width) against target (n, width), or (n, 1) class indices for the sparse
+    kinds, rows weighted by weight ((n,) float32, or None), into slots (float64,
+    metric_slots() of them). The kernel the engine runs on each batch."""
+    cdef fnn_metric m
+    memset(&m, 0, sizeof(m))
+    keep = []
+    _metric_spec(&m, key, opts or {}, keep)
+    _check(pred, "y_pred", 2)
+    _check(target, "y_true", 2)
+    cdef int64_t n = pred.shape[0], width = pred.shape[1], tw = target.shape[1]
+    if target.shape[0] != n:
+        raise ValueError(f"y_true and y_pred must have the same number of rows, got shapes "
+                         f"{_shape(target)} and {_shape(pred)}")
+    cdef int code = fnn_metric_check(&m, width, tw)
+    if code == FNN_EPLAN_SHAPE:
+        raise ValueError(f"metric {key!r} cannot compare y_pred of shape {_shape(pred)} with "
+                         f"y_true of shape {_shape(target)}")
+    if code:
+        raise ValueError(f"metric {key!r}: invalid options {opts!r}")
+    cdef const float *wp = NULL
+    if weight is not None:
+        _check_shape(weight, "sample_weight", (n,))
+        wp = fptr(weight)
+    if cnp.PyArray_TYPE(slots) != cnp.NPY_FLOAT64 or not cnp.PyArray_IS_C_CONTIGUOUS(slots) \
+            or slots.ndim != 1 or slots.shape[0] != fnn_metric_slots(&m, width):
+        raise ValueError(f"slots must be a contiguous float64 array of "
+                         f"{fnn_metric_slots(&m, width)} values")
+    if n:
+        with nogil:
+            fnn_metric_update(&m, fptr(pred), width, fptr(target), tw, wp, n, width, logits,
+                              <double *>cnp.PyArray_DATA(slots))
+    return slots
 
 
 include "_optimizers.pxi"
@@ -320,8 +480,15 @@ cdef class Plan:
     inputs (tensor ids), out, and for dense act, path (DENSE_PATHS), trainable, w_off,
     b_off (-1: no bias); activation: act; dropout: rate; other kinds also state_off,
     fparam, iparam (lists of up to FNN_OP_AUX values, as csrc/fastnn.h's fnn_op). inputs/outputs: tensor ids;
-    heads: list of (tensor, loss (LOSSES), folded activation, target width, weight);
-    metrics: list of (head, METRICS key). The C core checks the plan (fnn_plan_layout)
+    heads: list of (tensor, loss (LOSSES), folded activation, target width, weight[,
+    options]) with options {"param": the loss's parameter, "reduction": REDUCTIONS key};
+    metrics: list of (head, METRICS key[, options]) (options: metric_update's). Totals
+    (evaluate, Run) are float64 [rows, loss sum, head loss sums, metric slots], each
+    metric's slots at metric_slots[i] = (offset, count). penalties: list of (offset, size,
+    l1, l2) over params; constraints: list of (CONSTRAINTS key, CONSTRAINT_AXES key, offset,
+    rows, cols, min_value, max_value, rate); index_limits: per input, 0 or the bound its
+    values must stay below (an Embedding's input_dim: checked on every call's arrays).
+    The C core checks the plan (fnn_plan_layout)
     and lays out the arena: nothing is allocated per step. Calls run without the GIL and
     share the arena, so each holds the plan's lock.
     """
@@ -331,8 +498,13 @@ cdef class Plan:
     cdef int *input_ids
     cdef int *output_ids
     cdef readonly object params, grads, state, arena, spec
-    cdef readonly tuple input_widths, output_widths, target_widths
+    cdef readonly tuple input_widths, output_widths, target_widths, metric_slots
     cdef readonly int max_batch, totals_size
+    cdef list metric_arrays     # what the metrics point to (thresholds)
+    cdef fnn_penalty *penalty_list
+    cdef fnn_constraint *constraint_list
+    cdef readonly tuple index_limits
+    cdef bint has_index_limits
     cdef int64_t in_width       # the latency path's input width (one input, one output)
     cdef public bint stale      # set when the weights it reads moved to another model's buffers
     cdef object __weakref__
@@ -353,10 +525,12 @@ cdef class Plan:
         free(self.output_ids)
         free(self.p.heads)
         free(<void *>self.p.metrics)
+        free(self.penalty_list)
+        free(self.constraint_list)
 
     def __init__(self, list tensors, list ops, list inputs, list outputs, list heads,
                  list metrics, cnp.ndarray params, cnp.ndarray grads, cnp.ndarray state,
-                 int max_batch):
+                 int max_batch, penalties=(), constraints=(), index_limits=None):
         _check(params, "params", 1)
         _check_shape(grads, "grads", (params.shape[0],))
         _check(state, "state", 1)
@@ -412,22 +586,29 @@ cdef class Plan:
         self.p.outputs = self.output_ids
         self.p.n_heads = len(heads)
         self.p.heads = <fnn_head *>_alloc(len(heads), sizeof(fnn_head))
-        for i, (tensor, loss, folded, target_width, weight) in enumerate(heads):
+        for i, head in enumerate(heads):
+            tensor, loss, folded, target_width, weight = head[:5]
+            options = head[5] if len(head) > 5 else {}
             if loss not in LOSSES:
                 raise ValueError(f"head {i}: unknown loss {loss!r}; valid: {sorted(LOSSES)}")
+            reduction = options.get("reduction", "sum_over_batch_size")
+            if reduction not in REDUCTIONS:
+                raise ValueError(f"head {i}: unknown reduction {reduction!r}; valid: "
+                                 f"{sorted(REDUCTIONS)}")
             self.p.heads[i].tensor = tensor
             self.p.heads[i].loss = LOSSES[loss]
             self.p.heads[i].folded_act = _act_id(folded)
             self.p.heads[i].target_width = target_width
             self.p.heads[i].weight = weight
+            self.p.heads[i].param = options.get("param", 0.0)
+            self.p.heads[i].reduction = REDUCTIONS[reduction]
         self.p.n_metrics = len(metrics)
-        cdef fnn_metric *mets = <fnn_metric *>_alloc(len(metrics), sizeof(fnn_metric))
-        self.p.metrics = mets
-        for i, (head, key) in enumerate(metrics):
-            if key not in METRICS:
-                raise ValueError(f"unknown metric {key!r}; valid: {sorted(METRICS)}")
-            mets[i].head = head
-            mets[i].kind = METRICS[key]
+        self.p.metrics = <fnn_metric *>_alloc(len(metrics), sizeof(fnn_metric))
+        self.metric_arrays = []
+        for i, metric in enumerate(metrics):
+            self.p.metrics[i].head = metric[0]
+            _metric_spec(&self.p.metrics[i], metric[1], metric[2] if len(metric) > 2 else {},
+                         self.metric_arrays)
         self.params, self.grads, self.state = params, grads, state
         # the plan as given (tests and exporters read it)
         self.spec = {"tensors": list(tensors), "ops": [dict(op) for op in ops],
@@ -437,6 +618,12 @@ cdef class Plan:
         self.p.state, self.p.n_state = fptr(state), state.shape[0]
         self.p.max_batch = max_batch
         self.max_batch = max_batch
+        self._regularization(list(penalties), list(constraints))
+        self.spec.update(penalties=list(penalties), constraints=list(constraints))
+        self.index_limits = tuple(index_limits or (0,) * len(inputs))
+        if len(self.index_limits) != len(inputs):
+            raise ValueError(f"index_limits: one per input, got {index_limits!r}")
+        self.has_index_limits = any(self.index_limits)
         cdef int where = 0
         cdef int64_t floats = fnn_plan_layout(&self.p, &where)
         if floats < 0:
@@ -450,13 +637,56 @@ cdef class Plan:
         self.output_widths = tuple(self.p.tensors[t].width for t in outputs)
         self.target_widths = tuple(h[3] for h in heads)
         self.totals_size = fnn_totals_size(&self.p)
+        self.metric_slots = tuple((self.p.metrics[i].slot, self.p.metrics[i].n_slots)
+                                  for i in range(self.p.n_metrics))
         self.in_width = self.input_widths[0] if len(inputs) == 1 and len(outputs) == 1 else -1
         if len(outputs) == 1:
             self.out_dims[1] = self.output_widths[0]
 
+    cdef int _regularization(self, list penalties, list constraints) except -1:
+        """Fills the plan's weight penalties and constraints (see the class docstring)."""
+        self.p.n_penalties = len(penalties)
+        self.penalty_list = <fnn_penalty *>_alloc(len(penalties), sizeof(fnn_penalty))
+        for i, (offset, size, l1, l2) in enumerate(penalties):
+            self.penalty_list[i].offset, self.penalty_list[i].size = offset, size
+            self.penalty_list[i].l1, self.penalty_list[i].l2 = l1, l2
+        self.p.penalties = self.penalty_list
+        self.p.n_constraints = len(constraints)
+        self.constraint_list = <fnn_constraint *>_alloc(len(constraints), sizeof(fnn_constraint))
+        for i, (kind, axis, offset, rows, cols, low, high, rate) in enumerate(constraints):
+            if kind not in CONSTRAINTS or axis not in CONSTRAINT_AXES:
+                raise ValueError(f"constraint {i}: unknown kind {kind!r} or axis {axis!r}; "
+                                 f"valid: {sorted(CONSTRAINTS)}, {sorted(CONSTRAINT_AXES)}")
+            self.constraint_list[i].kind = CONSTRAINTS[kind]
+            self.constraint_list[i].axis = CONSTRAINT_AXES[axis]
+            self.constraint_list[i].offset = offset
+            self.constraint_list[i].rows, self.constraint_list[i].cols = rows, cols
+            self.constraint_list[i].min_value, self.constraint_list[i].max_value = low, high
+            self.constraint_list[i].rate = rate
+        self.p.constraints = self.constraint_list
+        return 0
+
+    cdef int _check_indices(self, list xs, str name) except -1:
+        """Inputs feeding an Embedding hold indices below its input_dim (checked arrays)."""
+        for i, limit in enumerate(self.index_limits):
+            if not limit or xs[i].shape[0] == 0:
+                continue
+            low, high = xs[i].min(), xs[i].max()
+            if low < 0 or high >= limit:
+                label = name if len(xs) == 1 else f"{name}[{i}]"
+                raise ValueError(f"{label} feeds an Embedding of input_dim={limit}: its values "
+                                 f"are indices in [0, {limit}), got values in [{low}, {high}]")
+        return 0
+
     def set_dropout_seed(self, uint64_t seed):
         """Seeds the dropout masks of the training steps that follow."""
         self.p.dropout_state = seed
+
+    @property
+    def dropout_state(self):
+        """The dropout stream's state now (BackupAndRestore saves it; set_dropout_seed
+        puts it back)."""
+        return self.p.dropout_state
 
     def gradient_flow(self):
         """(per tensor: carries a gradient, per op: (backward runs, acc bits, wacc)), as
@@ -480,6 +710,8 @@ cdef class Plan:
                 raise ValueError(f"{name}: all arrays need the same number of rows, got "
                                  f"{[x.shape for x in xs]}")
             n = a.shape[0]
+        if self.has_index_limits:
+            self._check_indices(xs, name)
         return n
 
     def predict(self, cnp.ndarray x, double max_seconds=0.1):
@@ -502,6 +734,8 @@ cdef class Plan:
             finite = fnn_all_finite(fptr(x), <size_t>(n * x.shape[1]))
         if not finite:
             raise ValueError(f"x contains NaN or Inf (shape {_shape(x)})")
+        if self.has_index_limits:
+            self._check_indices([x], "x")
         self.out_dims[0] = n
         cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, self.out_dims, cnp.NPY_FLOAT32, 0)
         cdef const float *xp = fptr(x)
@@ -537,32 +771,57 @@ cdef class Plan:
             free(op)
         return outs
 
-    def evaluate(self, list xs, list ys, int batch, double max_seconds=0.1):
-        """Totals (float64 [rows, loss sum, head loss sums, metric sums]) over xs and the
-        heads' targets ys, weights unchanged."""
+    def evaluate(self, list xs, list ys, int batch, double max_seconds=0.1, list sws=None):
+        """Totals (float64 [rows, loss sum, head loss sums, metric slots]) over xs and the
+        heads' targets ys, rows weighted by sws (None, or per head None or (n,) float32
+        sample weights), weights unchanged."""
         cdef int64_t n = self._rows(xs, "x"), s = 0
         self._check_targets(ys, n)
+        sws = self._check_weights(sws, n)
         if batch <= 0:
             raise ValueError(f"batch must be positive, got {batch}")
         totals = np.zeros(self.totals_size, dtype=np.float64)
         cdef double *tp = <double *>cnp.PyArray_DATA(totals)
         cdef const float **xp = <const float **>_alloc(len(xs), sizeof(float *))
         cdef const float **yp = <const float **>_alloc(len(ys), sizeof(float *))
+        cdef const float **wp = NULL
         try:
             for i, a in enumerate(xs):
                 xp[i] = fptr(a)
             for i, a in enumerate(ys):
                 yp[i] = fptr(a)
+            if sws is not None:
+                wp = <const float **>_alloc(len(sws), sizeof(float *))
+                for i, a in enumerate(sws):
+                    wp[i] = fptr(a) if a is not None else NULL
             while s < n:
                 with nogil:
                     PyThread_acquire_lock(self.lock, WAIT_LOCK)
-                    s = fnn_plan_evaluate(&self.p, xp, yp, s, n, batch, tp, max_seconds)
+                    s = fnn_plan_evaluate(&self.p, xp, yp, wp, s, n, batch, tp, max_seconds)
                     PyThread_release_lock(self.lock)
                 PyErr_CheckSignals()
         finally:
             free(xp)
             free(yp)
+            free(wp)
         return totals
+
+    cdef list _check_weights(self, list sws, int64_t n):
+        """Sample weights: None, or one entry per head, None or (n,) float32, finite and
+        non-negative. Returns None when no head has weights."""
+        if sws is None:
+            return None
+        if len(sws) != self.p.n_heads:
+            raise ValueError(f"sample_weight: expected {self.p.n_heads} arrays (one per "
+                             f"loss), got {len(sws)}")
+        for h, a in enumerate(sws):
+            if a is None:
+                continue
+            _check_shape(a, f"sample_weight[{h}]", (n,))
+            if not fnn_all_finite(fptr(a), <size_t>n) or (n and a.min() < 0):
+                raise ValueError(f"sample_weight[{h}] must be finite and non-negative, got "
+                                 f"values in [{a.min()}, {a.max()}]")
+        return sws if any(a is not None for a in sws) else None
 
     cdef int _check_targets(self, list ys, int64_t n) except -1:
         """Each head's targets: (n, target width) float32; integer labels in range (the
@@ -603,17 +862,21 @@ cdef class Run:
     cdef fnn_run r
     cdef const float **xp
     cdef const float **yp
+    cdef const float **wp
     cdef readonly Plan plan
-    cdef readonly object xs, ys, perm, totals
+    cdef readonly object xs, ys, sws, perm, totals
 
     def __dealloc__(self):
         free(self.xp)
         free(self.yp)
+        free(self.wp)
 
     def __init__(self, Plan plan, list xs, list ys, int batch, int epochs, bint shuffle,
-                 uint64_t seed, int totals_cap=256):
+                 uint64_t seed, int totals_cap=256, list sws=None):
+        """sws: None, or per head None or its (n,) float32 sample weights."""
         cdef int64_t n = plan._rows(xs, "x")
         plan._check_targets(ys, n)
+        sws = plan._check_weights(sws, n)
         if n == 0:
             raise ValueError("x is empty")
         if batch <= 0 or batch > plan.max_batch:
@@ -635,6 +898,12 @@ cdef class Run:
         self.r.epochs, self.r.epoch, self.r.step = epochs, 0, 0
         self.r.totals = <double *>cnp.PyArray_DATA(self.totals)
         self.r.epoch_base, self.r.totals_cap = 0, max(totals_cap, 1)
+        self.sws, self.r.sw = sws, NULL
+        if sws is not None:
+            self.wp = <const float **>_alloc(len(sws), sizeof(float *))
+            for i, a in enumerate(sws):
+                self.wp[i] = fptr(a) if a is not None else NULL
+            self.r.sw = self.wp
 
     @property
     def epoch(self):
@@ -647,6 +916,16 @@ cdef class Run:
     @property
     def steps_per_epoch(self):
         return (self.r.n + self.r.batch - 1) // self.r.batch
+
+    @property
+    def shuffle_state(self):
+        """The shuffler's state, advanced by each epoch's shuffle of perm (with perm, what
+        a resumed fit needs to draw the same batches)."""
+        return self.r.shuffle_state
+
+    @shuffle_state.setter
+    def shuffle_state(self, uint64_t value):
+        self.r.shuffle_state = value
 
     def take_totals(self):
         """The totals rows of the epochs completed since the last call (a new array);

@@ -421,7 +421,10 @@ def _fill_weights(archive, model):
 
 def load_model(filepath, compile=True):
     """Rebuilds a model saved by save_model (or Model.save, pickle): a path or a binary file
-    object."""
+    object. A Keras .keras/.h5 file goes to fastnn.export.keras_in."""
+    from fastnn.export import keras_in
+    if keras_in.is_keras_file(filepath):
+        return keras_in.load_model(filepath, compile=compile)
     archive = _Archive(filepath, FORMAT)
     try:
         return _load(archive, compile)

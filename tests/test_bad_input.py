@@ -261,8 +261,8 @@ def test_bad_batch_size(model, data, method, batch_size):
 @pytest.mark.parametrize("epochs", [-1, 1.5, "3", None])
 def test_bad_epochs(model, data, epochs):
     x, y = data
-    with pytest.raises(ValueError, match=rf"epochs must be a non-negative integer. Received: "
-                                         rf"epochs={epochs!r}"):
+    with pytest.raises(ValueError, match=rf"epochs must be an integer in \[0, 2147483647\). "
+                                         rf"Received: epochs={re.escape(repr(epochs))}"):
         model.fit(x, y, epochs=epochs, verbose=0)
 
 
@@ -315,20 +315,20 @@ def test_compile_needs_a_loss(article_model):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(optimizer="adamax2", loss="mse"),
      r"Unknown optimizer: 'adamax2'. Valid names: \[.*'adam'.*'rmsprop', 'sgd'\]"),
-    (dict(optimizer="rmsprop", loss="huber"), r"Unknown loss: 'huber'. Valid names: \[.*'mse'"),
+    (dict(optimizer="rmsprop", loss="hubber"), r"Unknown loss: 'hubber'. Valid names: \[.*'mse'"),
     (dict(optimizer="rmsprop", loss="mse", metrics=["r2"]),
      r"Unknown metric: 'r2'. Valid names: \[.*'accuracy'.*'mae'"),
-    (dict(optimizer="rmsprop", loss="mse", metrics="auc"), r"Unknown metric: 'auc'"),
+    (dict(optimizer="rmsprop", loss="mse", metrics="aucc"), r"Unknown metric: 'aucc'"),
 ])
 def test_unknown_names_in_compile(article_model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         article_model().compile(**kwargs)
 
 
-@pytest.mark.parametrize("name", ["softplus", "gelu", "RELU6", ""])
+@pytest.mark.parametrize("name", ["crelu", "hard_silu", "RELU7", ""])
 def test_unknown_activation(name):
     with pytest.raises(ValueError, match=rf"Unknown activation: '{name.lower()}'. Valid names: "
-                                         r"\['linear', 'relu', 'sigmoid', 'softmax', 'tanh'\]"):
+                                         r"\['elu', 'exponential', 'gelu', 'hard_sigmoid', "):
         Dense(3, activation=name)
     with pytest.raises(ValueError, match=r"Unknown activation"):
         Activation(name)
@@ -355,8 +355,8 @@ def test_cross_entropy_on_probabilities_needs_the_matching_output(loss, needs):
 
 
 def test_relu_options_are_rejected():
-    with pytest.raises(ValueError, match=r"max_value is unsupported"):
-        ReLU(max_value=6.0)
+    with pytest.raises(ValueError, match=r"Received: max_value=-6.0"):
+        ReLU(max_value=-6.0)
 
 
 def test_summary_on_unbuilt_model():

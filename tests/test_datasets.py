@@ -1,10 +1,12 @@
-"""boston_housing.load_data(): shapes, dtypes, determinism, Keras' split, and errors."""
+"""boston_housing.load_data() and digits.load_data(): shapes, dtypes, determinism, the
+split, and errors."""
+import gzip
 from importlib.resources import files
 
 import numpy as np
 import pytest
 
-from fastnn.datasets import boston_housing
+from fastnn.datasets import boston_housing, digits
 
 
 def _bundled_csv():
@@ -93,3 +95,76 @@ def test_csv_with_wrong_columns(tmp_path):
     with pytest.raises(ValueError, match=r"Expected 14 columns \(13 features \+ MEDV\) in the "
                                          r"housing CSV; got 3"):
         boston_housing.load_data(path=str(path))
+
+
+# ---- digits -------------------------------------------------------------------------------
+
+def _digits_csv():
+    """The bundled gzip CSV read independently: 64 pixel columns, the digit last."""
+    with (files("fastnn.datasets") / "data" / "digits.csv.gz").open("rb") as raw:
+        text = gzip.decompress(raw.read()).decode("ascii")
+    return np.array([[int(v) for v in line.split(",")] for line in text.splitlines() if line])
+
+
+def test_digits_shapes_dtypes_and_values():
+    (x_train, y_train), (x_test, y_test) = digits.load_data()
+    assert x_train.shape == (1437, 64) and y_train.shape == (1437,)
+    assert x_test.shape == (360, 64) and y_test.shape == (360,)
+    for x, y in ((x_train, y_train), (x_test, y_test)):
+        assert x.dtype == np.float32 and y.dtype == np.int64
+        assert x.flags.c_contiguous and x.flags.owndata and y.flags.owndata
+        assert x.min() == 0 and x.max() == 16 and np.array_equal(x, np.round(x))
+        assert set(np.unique(y)) == set(range(10))
+    # every class is well represented in both parts (the shuffle mixes the file's order)
+    assert np.bincount(y_test, minlength=10).min() >= 25
+
+
+def test_digits_split_is_a_permutation_of_the_csv():
+    rows = _digits_csv()
+    assert rows.shape == (1797, 65) and set(rows[:, 64]) == set(range(10))
+    (x_train, y_train), (x_test, y_test) = digits.load_data()
+    idx = np.arange(1797)
+    np.random.RandomState(113).shuffle(idx)
+    np.testing.assert_array_equal(x_train, rows[idx[:1437], :64])
+    np.testing.assert_array_equal(y_train, rows[idx[:1437], 64])
+    np.testing.assert_array_equal(x_test, rows[idx[1437:], :64])
+    np.testing.assert_array_equal(y_test, rows[idx[1437:], 64])
+
+
+def test_digits_deterministic_other_seed_and_split():
+    first, second = digits.load_data(), digits.load_data()
+    for a, b in zip(first[0] + first[1], second[0] + second[1]):
+        np.testing.assert_array_equal(a, b)
+    (x_half, _), (x_rest, _) = digits.load_data(test_split=0.5, seed=7)
+    assert x_half.shape == (898, 64) and x_rest.shape == (899, 64)
+    assert not np.array_equal(digits.load_data(seed=7)[0][0], first[0][0])
+    (x_all, _), (x_none, y_none) = digits.load_data(test_split=0.0)
+    assert x_all.shape == (1797, 64) and x_none.shape == (0, 64) and y_none.shape == (0,)
+
+
+@pytest.mark.parametrize("test_split", [-0.1, 1.0, "0.2", None])
+def test_digits_bad_test_split(test_split):
+    with pytest.raises(ValueError, match=rf"Received: test_split={test_split!r}"):
+        digits.load_data(test_split=test_split)
+
+
+def test_digits_custom_paths(tmp_path):
+    rows = _digits_csv()[:20]
+    text = "\n".join(",".join(map(str, r)) for r in rows) + "\n"
+    plain, packed = tmp_path / "d.csv", tmp_path / "d.csv.gz"
+    plain.write_text(text)
+    packed.write_bytes(gzip.compress(text.encode("ascii")))
+    for path in (plain, packed):
+        (x, y), (xt, yt) = digits.load_data(path=path, test_split=0.25)
+        assert x.shape == (15, 64) and xt.shape == (5, 64)
+        np.testing.assert_array_equal(np.unique(np.column_stack([np.vstack([x, xt]),
+                                                                 np.concatenate([y, yt])]),
+                                                axis=0), np.unique(rows, axis=0))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2,3\n")
+    with pytest.raises(ValueError, match="Expected 65 columns"):
+        digits.load_data(path=bad)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text(",".join(["0"] * 64 + ["12"]) + "\n")
+    with pytest.raises(ValueError, match="digits 0..9"):
+        digits.load_data(path=wrong)

@@ -52,8 +52,8 @@ def test_dense_takes_initializer_names_and_objects():
                   bias_initializer=initializers.Ones())
     layer.build((None, 3))
     assert (layer.kernel == 1).all() and (layer.bias == 1).all()
-    with pytest.raises(ValueError, match="Unknown initializer: 'orthogonal'"):
-        Dense(4, kernel_initializer="orthogonal")
+    with pytest.raises(ValueError, match="Unknown initializer: 'orthonormal'"):
+        Dense(4, kernel_initializer="orthonormal")
 
 
 def test_keras_short_names_and_random_initializers():
@@ -83,3 +83,98 @@ def test_article_model_with_normal_initializer_trains(housing):
     model.fit(housing.x_train, housing.y_train, epochs=100, batch_size=5, verbose=0)
     baseline = np.mean((housing.y_test - housing.y_train.mean()) ** 2)
     assert model.evaluate(housing.x_test, housing.y_test) < 0.5 * baseline
+
+
+# ---- Keras 3's additions: seeds, orthogonal, constant, identity, variance_scaling ---------
+
+SEEDED = ["GlorotUniform", "GlorotNormal", "HeNormal", "HeUniform", "LecunNormal",
+          "LecunUniform", "RandomNormal", "RandomUniform", "TruncatedNormal", "VarianceScaling",
+          "Orthogonal"]
+
+
+@pytest.mark.parametrize("name", SEEDED)
+def test_a_seeded_initializer_repeats_itself(name):
+    """Keras 3: an initializer with an integer seed gives the same values at every call;
+    another seed, other values; an unseeded one follows set_random_seed."""
+    cls = getattr(initializers, name)
+    a, b = cls(seed=7)((30, 20)), cls(seed=7)((30, 20))
+    np.testing.assert_array_equal(a, b)
+    init = cls(seed=7)
+    np.testing.assert_array_equal(init((30, 20)), init((30, 20)))
+    assert not np.array_equal(a, cls(seed=8)((30, 20)))
+    utils.set_random_seed(3)
+    first = cls()((30, 20))
+    utils.set_random_seed(3)
+    np.testing.assert_array_equal(first, cls()((30, 20)))
+    assert cls(seed=7).get_config()["seed"] == 7
+    with pytest.raises(ValueError, match="Received: seed=-1"):
+        cls(seed=-1)
+
+
+@pytest.mark.parametrize("shape", [(50, 20), (20, 50), (5, 4, 6), (8, 8)])
+def test_orthogonal(shape):
+    w = initializers.get("orthogonal")(shape).astype(np.float64)
+    m = w.reshape(-1, shape[-1])
+    small = min(m.shape)
+    gram = m.T @ m if m.shape[0] >= m.shape[1] else m @ m.T
+    np.testing.assert_allclose(gram, np.eye(small), atol=1e-5)
+    w2 = initializers.Orthogonal(gain=2.5, seed=1)(shape).astype(np.float64).reshape(m.shape)
+    gram2 = w2.T @ w2 if m.shape[0] >= m.shape[1] else w2 @ w2.T
+    np.testing.assert_allclose(gram2, 6.25 * np.eye(small), atol=1e-4)
+    with pytest.raises(ValueError, match="at least two-dimensional"):
+        initializers.Orthogonal()((5,))
+
+
+def test_constant_identity_and_names():
+    assert (initializers.Constant(2.5)((3, 4)) == 2.5).all()
+    assert not initializers.get("constant")((2, 2)).any()  # Keras' default value=0.0
+    np.testing.assert_array_equal(initializers.Identity(gain=3.0)((3, 5)), 3.0 * np.eye(3, 5))
+    np.testing.assert_array_equal(initializers.get("identity")((4, 4)), np.eye(4))
+    with pytest.raises(ValueError, match="2D matrices"):
+        initializers.Identity()((4,))
+    for name, cls in (("Orthogonal", initializers.Orthogonal),
+                      ("Constant", initializers.Constant), ("Ones", initializers.Ones),
+                      ("Identity", initializers.Identity), ("Zeros", initializers.Zeros),
+                      ("VarianceScaling", initializers.VarianceScaling),
+                      ("variance_scaling", initializers.VarianceScaling),
+                      ("one", initializers.Ones), ("zero", initializers.Zeros),
+                      ("GlorotUniform", initializers.GlorotUniform)):
+        assert type(initializers.get(name)) is cls, name
+
+
+@pytest.mark.parametrize("mode,distribution", [
+    ("fan_in", "truncated_normal"), ("fan_out", "untruncated_normal"), ("fan_avg", "uniform"),
+    ("fan_out", "normal")])
+def test_variance_scaling(mode, distribution):
+    init = initializers.VarianceScaling(scale=3.0, mode=mode, distribution=distribution, seed=0)
+    w = init(SHAPE).astype(np.float64)
+    n = {"fan_in": 300, "fan_out": 500, "fan_avg": 400}[mode]
+    assert w.std() == pytest.approx(np.sqrt(3.0 / n), rel=0.01)
+    assert abs(w.mean()) < 0.01 * np.sqrt(3.0 / n)
+    if distribution == "uniform":
+        assert np.abs(w).max() <= np.sqrt(9.0 / n)
+    elif distribution != "untruncated_normal":  # "normal" is Keras' truncated normal
+        assert np.abs(w).max() <= 2 * np.sqrt(3.0 / n) / 0.87962566103423978
+    else:
+        assert np.abs(w).max() > 2.5 * np.sqrt(3.0 / n)  # the tails are there
+    for arg, value in (("scale", -1.0), ("mode", "fan_mid"), ("distribution", "cauchy")):
+        with pytest.raises(ValueError, match=f"{arg}"):
+            initializers.VarianceScaling(**{arg: value})
+
+
+def test_serialize_round_trips_through_layer_configs():
+    for init in (initializers.RandomNormal(mean=1.0, stddev=0.5, seed=3),
+                 initializers.Constant(0.25), initializers.Orthogonal(gain=2.0),
+                 initializers.VarianceScaling(2.0, "fan_out", "uniform", seed=1),
+                 initializers.HeNormal(seed=5), initializers.GlorotUniform()):
+        config = initializers.serialize(init)
+        again = initializers.get(config)
+        assert type(again) is type(init) and again.get_config() == init.get_config()
+    assert initializers.serialize(initializers.GlorotUniform()) == "glorot_uniform"
+    layer = Dense(3, kernel_initializer=initializers.RandomUniform(-1.0, 1.0, seed=2),
+                  bias_initializer=initializers.Constant(0.5))
+    again = Dense.from_config(layer.get_config())
+    again.build((None, 4))
+    layer.build((None, 4))
+    np.testing.assert_array_equal(again.kernel, layer.kernel)  # the same seed
+    assert (again.bias == 0.5).all()

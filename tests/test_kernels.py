@@ -495,8 +495,8 @@ def test_dense_forward_errors():
         _engine.dense_forward(x, np.ones((3, 5), np.float32).T, b)
     with pytest.raises(ValueError, match=r"x must be 2-D, got shape \(20,\)"):
         _engine.dense_forward(np.ones(20, np.float32), w, b)
-    with pytest.raises(ValueError, match=r"unknown activation 'gelu'; valid: "):
-        _engine.dense_forward(x, w, b, "gelu")
+    with pytest.raises(ValueError, match=r"unknown activation 'crelu'; valid: "):
+        _engine.dense_forward(x, w, b, "crelu")
     with pytest.raises(ValueError, match=r"path must be one of \('auto', 'panels', 'narrow', "
                                          r"'portable', 'blas'\), got 'fast'"):
         _engine.dense_forward(x, w, b, path="fast")
@@ -530,8 +530,8 @@ def test_activation_errors():
         _engine.activation_forward(np.ones(3), "relu")
     with pytest.raises(ValueError, match=r"x must be C-contiguous"):
         _engine.activation_forward(np.ones((3, 4), np.float32).T, "relu")
-    with pytest.raises(ValueError, match=r"unknown activation 'gelu'"):
-        _engine.activation_forward(np.ones(3, np.float32), "gelu")
+    with pytest.raises(ValueError, match=r"unknown activation 'crelu'"):
+        _engine.activation_forward(np.ones(3, np.float32), "crelu")
     with pytest.raises(ValueError, match=r"gy must have shape \(3,\), got \(4,\)"):
         _engine.activation_backward(np.ones(3, np.float32), np.ones(4, np.float32), "relu")
 

@@ -26,7 +26,9 @@ static int check(const fnn_plan *p, const fnn_op *op)
     if (op->n_in != 1) return FNN_EPLAN_SHAPE;
     if (op->path < FNN_PATH_PANELS || op->path > FNN_PATH_BLAS) return FNN_EPLAN_KIND;
     if (op->path == FNN_PATH_BLAS && !fnn_have_cblas()) return FNN_EPLAN_KIND;
-    if (op->act < FNN_ACT_LINEAR || op->act > FNN_ACT_SOFTMAX) return FNN_EPLAN_KIND;
+    /* a fused activation is applied from y alone: dense keeps no pre-activation */
+    if (op->act < FNN_ACT_LINEAR || op->act >= FNN_ACT_COUNT || fnn_act_needs_input(op->act))
+        return FNN_EPLAN_KIND;
     /* written so that no sum can overflow: widths are below 2^31 */
     if (op->w_off < 0 || op->w_off > size || n_in * n_out > size - op->w_off)
         return FNN_EPLAN_PARAMS;

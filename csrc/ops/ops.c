@@ -7,6 +7,14 @@ const fnn_op_kind *const fnn_op_table[FNN_OP_COUNT] = {
     [FNN_OP_SUBTRACT] = &fnn_op_subtract, [FNN_OP_MULTIPLY] = &fnn_op_multiply,
     [FNN_OP_AVERAGE] = &fnn_op_average,   [FNN_OP_MAXIMUM] = &fnn_op_maximum,
     [FNN_OP_MINIMUM] = &fnn_op_minimum,   [FNN_OP_CONCAT] = &fnn_op_concat,
+    [FNN_OP_GAUSSIAN_NOISE] = &fnn_op_gaussian_noise,
+    [FNN_OP_GAUSSIAN_DROPOUT] = &fnn_op_gaussian_dropout,
+    [FNN_OP_PRELU] = &fnn_op_prelu,
+    [FNN_OP_NORMALIZATION] = &fnn_op_normalization,
+    [FNN_OP_BATCH_NORM] = &fnn_op_batch_norm,
+    [FNN_OP_LAYER_NORM] = &fnn_op_layer_norm,
+    [FNN_OP_EMBEDDING] = &fnn_op_embedding,
+    [FNN_OP_ACTIVITY_REG] = &fnn_op_activity_regularization,
 };
 
 size_t fnn_no_floats(const fnn_plan *p, const fnn_op *op)

@@ -22,6 +22,9 @@ typedef struct {
     size_t (*weight_grads)(const fnn_plan *p, const fnn_op *op); /* floats in p->wtmp */
     void (*forward)(fnn_plan *p, fnn_op *op, int64_t rows, int training);
     void (*backward)(const fnn_plan *p, const fnn_op *op, int64_t rows);
+    /* NULL, or a term the op adds to the loss after a forward of `rows` rows (an activity
+     * penalty; its gradient is the op's backward's business): see regularizers.c */
+    double (*loss)(const fnn_plan *p, const fnn_op *op, int64_t rows);
 } fnn_op_kind;
 
 extern const fnn_op_kind *const fnn_op_table[FNN_OP_COUNT];
@@ -29,6 +32,9 @@ extern const fnn_op_kind *const fnn_op_table[FNN_OP_COUNT];
 extern const fnn_op_kind fnn_op_dense, fnn_op_activation, fnn_op_dropout, fnn_op_add,
     fnn_op_subtract, fnn_op_multiply, fnn_op_average, fnn_op_maximum, fnn_op_minimum,
     fnn_op_concat;
+extern const fnn_op_kind fnn_op_gaussian_noise, fnn_op_gaussian_dropout, fnn_op_prelu;
+extern const fnn_op_kind fnn_op_normalization, fnn_op_batch_norm, fnn_op_layer_norm,
+    fnn_op_embedding, fnn_op_activity_regularization;
 
 static inline const fnn_tensor *fnn_in(const fnn_plan *p, const fnn_op *op, int i)
 {

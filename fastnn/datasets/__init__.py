@@ -1,4 +1,4 @@
 """Small bundled datasets, shaped like ``keras.datasets``."""
-from . import boston_housing
+from . import boston_housing, digits
 
-__all__ = ["boston_housing"]
+__all__ = ["boston_housing", "digits"]

@@ -1,34 +1,225 @@
-"""Activation layers. In a model each one fuses into the Dense before it when
-that Dense has no activation of its own (one pass over the output, no copy)."""
-from fastnn import _engine, activations
+"""Activation layers, as Keras 3's: Activation (any activation by name), ReLU, LeakyReLU,
+PReLU, ELU and Softmax. Each lowers to one activation op (csrc/ops/activation.c) with
+its parameters in the op's fparam, or to the prelu op (csrc/ops/prelu.c), whose alpha is
+a trained weight. In a model an activation fuses into the Dense before it when that
+Dense has no activation of its own and can apply this one from its output alone (relu,
+sigmoid, tanh, softmax, ...); the others (gelu, silu, mish, the parametrised ones) stay
+an op of their own, which reads its input in backward."""
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from fastnn import _engine, activations, initializers
 from fastnn.layers.core import Layer
 
+_SOFTMAXES = ("softmax", "log_softmax")
 
-class Activation(Layer):
+
+def _non_negative(value, argname, layer, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value)
+            or value < 0):
+        raise ValueError(f"{argname} of a {layer} layer cannot be None or a negative value. "
+                         f"Received: {argname}={value!r}")
+    return float(value)
+
+
+class _ActivationLayer(Layer):
+    """A layer that is one activation of the engine: _engine_act() names it and its
+    parameters; `axis` (softmaxes) is the trailing axes it normalises over."""
+
+    axis = -1
+
+    def _engine_act(self):
+        """(engine activation name, its parameters: csrc/fastnn.h's fparam)."""
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        if isinstance(input_shape, list):
+            raise ValueError(f"{type(self).__name__} '{self.name}' takes one input")
+        self._group(input_shape)  # checks the axis
+        super().build(input_shape)
+
+    def _group(self, input_shape):
+        """The softmaxes' group: 0 over whole rows, else the size of the trailing axes."""
+        if self._engine_act()[0] not in _SOFTMAXES:
+            return 0
+        ndim = len(input_shape)
+        axes = self.axis if isinstance(self.axis, (list, tuple)) else [self.axis]
+        if not axes or not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) and
+                               -ndim < a < ndim and a % ndim != 0 for a in axes):
+            raise ValueError(f"axis must name feature axes of the input (shape {input_shape}). "
+                             f"Received: axis={self.axis!r}")
+        first = min(a % ndim for a in axes)
+        if sorted({a % ndim for a in axes}) != list(range(first, ndim)):
+            raise ValueError("fastnn's softmax runs over the last axes of its input only "
+                             f"(shape {input_shape}). Received: axis={self.axis!r}")
+        return 0 if first == 1 else math.prod(input_shape[first:])
+
+    def call(self, x):
+        act, params = self._engine_act()
+        if act in _SOFTMAXES and self._group(x.shape):
+            rows = np.ascontiguousarray(x.reshape(-1, self._group(x.shape)))
+            return _engine.activation_forward(rows, act, params).reshape(x.shape)
+        if act in _SOFTMAXES:
+            return _engine.activation_forward(x.reshape(x.shape[0], -1), act,
+                                              params).reshape(x.shape)
+        return _engine.activation_forward(x, act, params)
+
+    def _lower(self, ctx, inputs):
+        act, params = self._engine_act()
+        group = self._group(self.input_shape)
+        return ctx.op("activation", inputs, act=act, fparam=list(params),
+                      **({"iparam": [group]} if group else {}))
+
+
+class Activation(_ActivationLayer):
+    """Applies an activation given by name ("relu", "gelu", ...) or as a function of
+    fastnn.activations (at Keras' default parameters)."""
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
 
-    def call(self, x):
-        return _engine.activation_forward(x, self.activation)
-
-    def _lower(self, ctx, inputs):
-        return ctx.op("activation", inputs, act=self.activation)
+    def _engine_act(self):
+        return self.activation, activations.engine_params(self.activation)
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
 
 
-class ReLU(Activation):
-    """max(x, 0). Keras' max_value / negative_slope / threshold are not supported."""
+class ReLU(_ActivationLayer):
+    """max(x, 0) by default; in general (Keras' definition) max_value from x >= max_value,
+    x for threshold < x < max_value, negative_slope * (x - threshold) below."""
 
-    def __init__(self, **kwargs):
-        for arg in ("max_value", "negative_slope", "threshold"):
-            if kwargs.pop(arg, None) not in (None, 0, 0.0):
-                raise ValueError(f"ReLU supports the plain max(x, 0) only; {arg} is unsupported")
-        super().__init__("relu", **kwargs)
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_value = _non_negative(max_value, "max_value", "ReLU", allow_none=True)
+        self.negative_slope = _non_negative(negative_slope, "negative_slope", "ReLU")
+        self.threshold = _non_negative(threshold, "threshold", "ReLU")
+
+    def _engine_act(self):
+        plain = self.negative_slope == 0.0 and self.threshold == 0.0
+        if plain and self.max_value is None:
+            return "relu", ()
+        if plain and self.max_value == 6.0:
+            return "relu6", ()
+        if self.threshold == 0.0 and self.max_value is None:
+            return "leaky_relu", (self.negative_slope,)
+        max_value = math.inf if self.max_value is None else self.max_value
+        return "relu_general", (self.negative_slope, max_value, self.threshold)
 
     def get_config(self):
-        config = super().get_config()
-        del config["activation"]
-        return config
+        return {**super().get_config(), "max_value": self.max_value,
+                "negative_slope": self.negative_slope, "threshold": self.threshold}
+
+
+class LeakyReLU(_ActivationLayer):
+    """x for x > 0, negative_slope * x otherwise."""
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:
+            negative_slope = kwargs.pop("alpha")
+            warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.")
+        super().__init__(**kwargs)
+        self.negative_slope = _non_negative(negative_slope, "negative_slope", "LeakyReLU")
+
+    def _engine_act(self):
+        return "leaky_relu", (self.negative_slope,)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+class ELU(_ActivationLayer):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(
+                alpha):
+            raise ValueError(f"alpha of an ELU layer must be a finite number. Received: "
+                             f"alpha={alpha!r}")
+        self.alpha = float(alpha)
+
+    def _engine_act(self):
+        return "elu", (self.alpha,)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+class Softmax(_ActivationLayer):
+    """exp(x) / sum(exp(x)) along `axis` (an int or a list; the last axes of the input)."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = list(axis) if isinstance(axis, (list, tuple)) else axis
+
+    def _engine_act(self):
+        return "softmax", ()
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+class PReLU(Layer):
+    """x for x > 0, alpha * x otherwise, with alpha a trained weight of the input's feature
+    shape; shared_axes: the axes along which one alpha serves (e.g. [1] for one alpha per
+    channel of a (batch, steps, channels) input). The engine takes the sharings whose
+    unshared axes are adjacent (every sharing of 2-D and 3-D inputs)."""
+
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None,
+                 shared_axes=None, **kwargs):
+        for arg, value in (("alpha_regularizer", alpha_regularizer),
+                           ("alpha_constraint", alpha_constraint)):
+            if value is not None:
+                raise ValueError(f"PReLU does not support {arg} yet. Received: {arg}={value!r}")
+        super().__init__(**kwargs)
+        self.alpha_initializer = initializers.get(alpha_initializer)
+        if shared_axes is None:
+            self.shared_axes = None
+        else:
+            axes = list(shared_axes) if isinstance(shared_axes, (list, tuple)) else [shared_axes]
+            if not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) and a >= 1
+                       for a in axes):
+                raise ValueError("shared_axes must be feature axes (integers >= 1). Received: "
+                                 f"shared_axes={shared_axes!r}")
+            self.shared_axes = [int(a) for a in axes]
+        self.alpha = None
+
+    def build(self, input_shape):
+        if isinstance(input_shape, list):
+            raise ValueError(f"PReLU '{self.name}' takes one input")
+        dims = list(input_shape[1:])
+        shared = set(self.shared_axes or ())
+        if any(a > len(dims) for a in shared):
+            raise ValueError(f"shared_axes must be axes of the input (shape {input_shape}). "
+                             f"Received: shared_axes={self.shared_axes}")
+        kept = [a for a in range(1, len(dims) + 1) if a not in shared]
+        if kept and kept != list(range(kept[0], kept[-1] + 1)):
+            raise ValueError("fastnn's PReLU shares alpha along axes that leave the others "
+                             f"adjacent; input shape {input_shape} with shared_axes="
+                             f"{self.shared_axes} leaves axes {kept}")
+        # alpha[k] serves `inner` consecutive values, `count` alphas repeat along a row
+        self._inner = math.prod(dims[kept[-1]:]) if kept else math.prod(dims)
+        self._count = math.prod(dims[kept[0] - 1:kept[-1]]) if kept else 1
+        shape = tuple(1 if a in shared else d for a, d in enumerate(dims, 1))
+        self.add_weight("alpha", shape, self.alpha_initializer)
+        super().build(input_shape)
+
+    def call(self, x):
+        return np.where(x > 0, x, self.alpha * x).astype(np.float32)
+
+    def _lower(self, ctx, inputs):
+        trainable, off = ctx.weight(self, "alpha")
+        return ctx.op("prelu", inputs, trainable=trainable, w_off=off,
+                      iparam=[self._inner, self._count])
+
+    def get_config(self):
+        return {**super().get_config(),
+                "alpha_initializer": initializers.name_of(self.alpha_initializer),
+                "shared_axes": self.shared_axes}

@@ -7,10 +7,11 @@ into ops (_lower): a new layer is its own file, with no edits in the planner."""
 import contextlib
 import numbers
 import threading
+import weakref
 
 import numpy as np
 
-from fastnn import _engine, activations, initializers
+from fastnn import _engine, activations, constraints, initializers, regularizers
 from fastnn.utils import to_snake_case, unique_name
 
 
@@ -112,6 +113,7 @@ class Layer:
         self._weight_trainable = {}      # name -> created trainable
         self._batch_input_shape = (
             None if input_shape is None else (None,) + _shape_tuple(input_shape, "input_shape"))
+        self._calls = []  # weak references to the outputs of its symbolic calls (.input/.output)
 
     # -- trainability -------------------------------------------------------------
     @property
@@ -180,8 +182,7 @@ class Layer:
             if new.shape != w.shape:
                 raise ValueError(f"Layer '{self.name}': weight shape {w.shape} does not match "
                                  f"the given shape {new.shape}")
-            if new.dtype.kind not in "fiub" or not np.all(np.isfinite(new)):
-                raise ValueError(f"Layer '{self.name}': weights must be finite real numbers")
+            check_weight_values(new, f"Layer '{self.name}': weights")
         for w, new in zip(own, arrays):
             w[...] = new  # in place: the arrays may be views into a model's buffer
 
@@ -208,7 +209,10 @@ class Layer:
             shapes = [t.shape for t in tensors] if is_list else tensors[0].shape
             self._check_inputs(tensors, is_list)
             self._build_once(shapes)
-            return KerasTensor(self.compute_output_shape(shapes), layer=self, inputs=tensors)
+            out = KerasTensor(self.compute_output_shape(shapes), layer=self, inputs=tensors)
+            self._calls = [r for r in getattr(self, "_calls", ()) if r() is not None]
+            self._calls.append(weakref.ref(out))  # calls of a dropped graph fall away
+            return out
         if any(isinstance(t, KerasTensor) for t in tensors):
             raise TypeError(f"Layer '{self.name}' takes either symbolic tensors or arrays, "
                             "not a mix")
@@ -250,8 +254,48 @@ class Layer:
     def from_config(cls, config):
         return cls(**config)
 
+    # -- the tensors of its call (layers called once, as Keras) ---------------------------
+    def _only_call(self, what):
+        """The output tensor of the layer's one live symbolic call."""
+        calls = [t for t in (r() for r in getattr(self, "_calls", ())) if t is not None]
+        if not calls:
+            raise AttributeError(f"Layer '{self.name}' is not connected: it has not been "
+                                 f"called on a symbolic tensor, so it has no {what}.")
+        if len(calls) > 1:
+            raise AttributeError(f"Layer '{self.name}' has been called {len(calls)} times, "
+                                 f"hence the notion of \"layer {what}\" is ill-defined (each "
+                                 f"call has its own); use the tensors the calls returned.")
+        return calls[0]
+
+    @property
+    def input(self):
+        """The input tensor (a list for several) of the layer's only call."""
+        ins = self._only_call("input")._inputs
+        return ins[0] if len(ins) == 1 else list(ins)
+
+    @property
+    def output(self):
+        """The output tensor of the layer's only call."""
+        return self._only_call("output")
+
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_weight_values(array, what):
+    """Raises unless `array` holds real numbers that float32 represents (finite and within
+    its range: 1e39 would silently become Inf)."""
+    if array.dtype.kind not in "fiub":
+        raise ValueError(f"{what} must be real numbers, got dtype {array.dtype}")
+    if array.size and array.dtype.kind == "f" and not (
+            np.all(np.isfinite(array)) and np.max(np.abs(array)) <= _FLOAT32_MAX):
+        raise ValueError(f"{what} must be finite and within float32's range (|w| <= "
+                         f"{_FLOAT32_MAX:.4g}), got values in [{np.min(array)}, {np.max(array)}]")
+    if array.size and array.dtype.kind in "iu" and np.max(np.abs(array)) > _FLOAT32_MAX:
+        raise ValueError(f"{what} must be within float32's range")
 
 
 def _same_feature_shapes(a, b):
@@ -269,7 +313,15 @@ class InputLayer(Layer):
         # tf.keras 2.x numbers inputs from 1: input_1, input_2, ...
         super().__init__(name=name or unique_name("input", first=1), input_shape=shape)
         self.build(self._batch_input_shape)
-        self.output = KerasTensor(self._batch_input_shape, layer=self)
+        self._output = KerasTensor(self._batch_input_shape, layer=self)
+
+    @property
+    def input(self):
+        return self._output
+
+    @property
+    def output(self):
+        return self._output
 
     def compute_output_shape(self, input_shape):
         return self._batch_input_shape
@@ -294,7 +346,9 @@ class Dense(Layer):
     """y = activation(x . kernel + bias), kernel of shape (input_dim, units)."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
         if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
             raise ValueError("Received an invalid value for `units`, expected a positive "
                              f"integer. Received: units={units!r}")
@@ -304,6 +358,13 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        # penalties join the loss, constraints project the weights after each update
+        # (fastnn.regularizers, fastnn.constraints; run by the engine)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.kernel = None
         self.bias = None
 
@@ -326,11 +387,22 @@ class Dense(Layer):
         return _engine.dense_forward(x, self.kernel, self.bias, self.activation)
 
     def _lower(self, ctx, inputs):
-        return ctx.dense(self, inputs[0], self.units, self.activation, "kernel",
-                         "bias" if self.use_bias else None)
+        y = ctx.dense(self, inputs[0], self.units, self.activation, "kernel",
+                      "bias" if self.use_bias else None)
+        regularizers.lower(ctx, self, "kernel", self.kernel_regularizer)
+        constraints.lower(ctx, self, "kernel", self.kernel_constraint)
+        if self.use_bias:
+            regularizers.lower(ctx, self, "bias", self.bias_regularizer)
+            constraints.lower(ctx, self, "bias", self.bias_constraint)
+        return regularizers.lower_activity(ctx, y, self.activity_regularizer)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,
-                "kernel_initializer": initializers.name_of(self.kernel_initializer),
-                "bias_initializer": initializers.name_of(self.bias_initializer)}
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint)}

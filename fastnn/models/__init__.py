@@ -1,4 +1,6 @@
 """Models: Sequential and the functional Model."""
+from fastnn.models.cloning import clone_model
+from fastnn.models.config import model_from_json
 from fastnn.models.model import Model
 from fastnn.models.sequential import Sequential
 
@@ -9,4 +11,4 @@ def load_model(filepath, compile=True):
     return _load(filepath, compile=compile)
 
 
-__all__ = ["Model", "Sequential", "load_model"]
+__all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json"]

@@ -4,13 +4,21 @@ Policy: any real numeric array (float64, ints, bool, lists) is converted to a
 C-contiguous float32 copy once per call; strings, objects and complex numbers
 are rejected with TypeError; NaN/Inf, empty arrays and shape mismatches raise
 ValueError naming the shapes. A float32 C-contiguous array is used as is."""
+import math
+
 import numpy as np
 
 from fastnn._engine import all_finite
 
 
 def as_matrix(a, name, n_features=None):
-    """A (n, features) float32 C-contiguous array, checked."""
+    """A (n, features) float32 C-contiguous array, checked. n_features: the features per
+    row, or the shape of a sample (a tuple: an input of more than one feature axis, such
+    as (28, 28), takes (n, 28, 28) arrays, returned as rows of 784)."""
+    if isinstance(n_features, tuple):
+        if len(n_features) != 1:
+            return _as_samples(a, name, n_features)
+        n_features = n_features[0]
     from fastnn.layers.core import KerasTensor
     if a is None:
         raise ValueError(f"{name} is required, got None")
@@ -34,8 +42,29 @@ def as_matrix(a, name, n_features=None):
     return arr
 
 
+def _as_samples(a, name, sample_shape):
+    """as_matrix for samples of `sample_shape` (several axes): checked, then flattened."""
+    arr = np.asarray(a) if a is not None else None
+    if arr is None or arr.dtype.kind not in "fiub":
+        return as_matrix(a, name, math.prod(sample_shape))  # raises for what it is
+    if arr.shape[1:] != tuple(sample_shape):
+        dims = ", ".join(map(str, sample_shape))
+        raise ValueError(f"{name} must have shape (samples, {dims}) to match the model's input "
+                         f"shape (None, {dims}), got shape {arr.shape}")
+    return as_matrix(arr.reshape(arr.shape[0], math.prod(sample_shape)), name,
+                     math.prod(sample_shape))
+
+
 def as_targets(y, name, n_rows, n_out, sparse_labels):
-    """Targets as (n, width) float32: width n_out, or 1 for integer class labels."""
+    """Targets as (n, width) float32: width n_out, or 1 for integer class labels. n_out
+    may be the output's feature shape (a tuple): targets of several axes, such as
+    (n, 4, 3) for an output (None, 4, 3), are returned as rows of 12."""
+    if isinstance(n_out, tuple):
+        shape, n_out = n_out, math.prod(n_out)
+        if len(shape) > 1 and not sparse_labels and y is not None:
+            arr = np.asarray(y)
+            if arr.shape[1:] == shape and arr.dtype.kind in "fiub":
+                y = arr.reshape(arr.shape[0], n_out)
     if y is None:
         raise ValueError(f"{name} is required, got None")
     arr = np.asarray(y)

@@ -7,6 +7,7 @@ flat weight buffers (models/plan.py, models/weights.py); plans are cached per pu
 and batch size. fit hands the engine chunks of steps sized by time (~0.1 s): Python
 gets control back often enough for the progress bar, batch callbacks and Ctrl-C, while
 a small model still runs thousands of steps per call."""
+import contextlib
 import numbers
 import warnings
 
@@ -14,8 +15,9 @@ import numpy as np
 
 from fastnn import _engine, callbacks as callbacks_module, losses, metrics as metrics_module
 from fastnn import optimizers, utils
-from fastnn.layers.core import Input, InputLayer, KerasTensor, Layer, as_tensor_list
-from fastnn.models import data, plan as planner, weights as weights_module
+from fastnn.layers.core import (Input, InputLayer, KerasTensor, Layer, as_tensor_list,
+                               check_weight_values)
+from fastnn.models import batches, data, plan as planner, weights as weights_module
 from fastnn.models.graph import Graph
 from fastnn.models.summary import print_summary
 
@@ -26,6 +28,7 @@ _INFER_ROWS = 1024
 # callbacks, Ctrl-C) while the call's overhead stays far below 1% of it.
 _CHUNK_SECONDS = 0.1
 _NO_LIMIT = 1 << 62
+_MAX_EPOCHS = (1 << 31) - 1  # the engine counts epochs in a C int
 # Dropout masks are drawn from fit's seed xor this, apart from its shuffles.
 _DROPOUT_STREAM = 0xD1B54A32D192ED03
 # what compile() sets, restored when it raises
@@ -104,6 +107,20 @@ class Model(Layer):
     def output_names(self):
         return [t.name for t in self._graph.outputs]
 
+    @property
+    def input(self):
+        """The model's input tensor (a list when built on a list), as Keras' model.input."""
+        if self._graph is None:
+            raise AttributeError(f"Model '{self.name}' is not built yet: it has no input")
+        return list(self._graph.inputs) if self._list_inputs else self._graph.inputs[0]
+
+    @property
+    def output(self):
+        """The model's output tensor (a list when built on a list)."""
+        if self._graph is None:
+            raise AttributeError(f"Model '{self.name}' is not built yet: it has no output")
+        return list(self._graph.outputs) if self._list_outputs else self._graph.outputs[0]
+
     def get_layer(self, name=None, index=None):
         """A layer by name or by index in model.layers, as Keras."""
         if (name is None) == (index is None):
@@ -134,6 +151,23 @@ class Model(Layer):
     def count_params(self):
         self._require_built("count_params()")
         return int(sum(w.size for w in self.weights))
+
+    # -- config (models/config.py) -------------------------------------------------------
+    def get_config(self):
+        """The architecture as a JSON-able dict (no weights), as Keras' get_config."""
+        from fastnn.models import config
+        return config.get_config(self)
+
+    @classmethod
+    def from_config(cls, config):
+        """A new model (fresh weights) from get_config()'s dict."""
+        from fastnn.models import config as config_module
+        return config_module.from_config(cls, config)
+
+    def to_json(self, **kwargs):
+        """get_config() as JSON text, for fastnn.models.model_from_json."""
+        from fastnn.models import config
+        return config.to_json(self, **kwargs)
 
     # -- as a layer inside another model -------------------------------------------
     def _check_inputs(self, inputs, is_list):
@@ -255,8 +289,7 @@ class Model(Layer):
         for i, (w, new) in enumerate(zip(own, arrays)):
             if new.shape != w.shape:
                 raise ValueError(f"weight {i}: expected shape {w.shape}, got {new.shape}")
-            if new.dtype.kind not in "fiub" or not np.all(np.isfinite(new)):
-                raise ValueError(f"weight {i} must be finite real numbers (dtype {new.dtype})")
+            check_weight_values(new, f"weight {i}")
         for w, new in zip(own, arrays):  # all checked first: no half-written model
             w[...] = new
 
@@ -288,8 +321,12 @@ class Model(Layer):
         saving.save_weights(self, filepath)
 
     def load_weights(self, filepath):
-        """Loads weights written by save_weights (or save) into this model: all or nothing."""
+        """Loads weights written by save_weights (or save) into this model: all or nothing.
+        Keras' .weights.h5 (and legacy .h5) files go to fastnn.export.keras_in."""
         from fastnn import saving
+        from fastnn.export import keras_in
+        if keras_in.is_keras_file(filepath):
+            return keras_in.load_weights(self, filepath)
         saving.load_weights(self, filepath)
 
     def __reduce__(self):
@@ -356,42 +393,76 @@ class Model(Layer):
             self._losses.append(None if loss is None else (losses.get(loss), float(w)))
         if all(spec is None for spec in self._losses):
             raise ValueError("compile() needs a loss for at least one output")
-        metric_arg = self._metrics_arg
-        if metric_arg is None:
-            per_output = [[] for _ in names]
-        elif isinstance(metric_arg, dict):
-            per_output = [list(m) if isinstance(m, (list, tuple)) else ([] if m is None else [m])
-                          for m in self._per_output(metric_arg, "metrics", [])]
-        elif isinstance(metric_arg, str):
-            per_output = [[metric_arg] for _ in names]
-        elif len(names) > 1 and metric_arg and all(isinstance(m, (list, tuple))
-                                                   for m in metric_arg):
-            if len(metric_arg) != len(names):
-                raise ValueError(f"compile(metrics=...) has {len(metric_arg)} lists for "
-                                 f"{len(names)} outputs {names}")
-            per_output = [list(m) for m in metric_arg]
-        else:
-            per_output = [list(metric_arg) for _ in names]
-        self._metrics = []
-        multi = len(names) > 1
-        for j, (name, ms) in enumerate(zip(names, per_output)):
-            for m in ms:
-                key, log_name = metrics_module.get(m)
-                spec = self._losses[j]
-                if spec is None:
-                    raise ValueError(f"metric {m!r} on output '{name}', which has no loss")
-                if spec[0].sparse_labels and key != "accuracy":
-                    raise ValueError(f"metric {log_name!r} compares outputs with targets of the "
-                                     "same shape; with integer labels use 'accuracy'")
-                self._metrics.append((j, key, f"{name}_{log_name}" if multi else log_name))
         for t, spec in zip(self._graph.outputs, self._losses):
             if spec is not None and not spec[0].from_logits and spec[0].output_activation:
                 _check_final_activation(t, spec[0])
-        names = ["loss"]
-        if len([s for s in self._losses if s is not None]) > 1:
-            names += [f"{n}_loss" for n, s in zip(self.output_names, self._losses) if s]
-        self._log_names_cache = names + [name for _, _, name in self._metrics]
+            if spec is not None and spec[0].reduction not in _engine.REDUCTIONS:
+                raise ValueError(f"compile(): the loss of output '{t.name}' has reduction="
+                                 f"{spec[0].reduction!r}; a training loss must reduce to a "
+                                 f"number: {sorted(_engine.REDUCTIONS)}")
+        heads = [n for n, s in zip(names, self._losses) if s is not None]
+        log_names = ["loss"] + ([f"{n}_loss" for n in heads] if len(heads) > 1 else [])
+        # metrics (Keras: `metrics` ignore sample weights, `weighted_metrics` use them),
+        # each with its slots in the engine's totals after rows, loss and head losses
+        compiled, logs, slot, seen = [], [], 2 + len(heads), {}
+        for weighted, what in ((False, "metrics"), (True, "weighted_metrics")):
+            arg = self.__dict__.get("_weighted_metrics_arg") if weighted else self._metrics_arg
+            for j, ms in enumerate(self._metrics_per_output(arg, what)):
+                for m in ms:
+                    metric = metrics_module.get(m)
+                    key, options, n_slots = self._compile_metric(j, metric, m, weighted)
+                    name = f"{names[j]}_{metric.name}" if len(names) > 1 else metric.name
+                    if name in seen and weighted:
+                        name = f"{names[j]}_weighted_{metric.name}" if len(names) > 1 \
+                            else f"weighted_{metric.name}"
+                    if name in seen:  # Keras numbers repeated names: mae, mae_1, ...
+                        seen[name] += 1
+                        name = f"{name}_{seen[name] - 1}"
+                    seen.setdefault(name, 1)
+                    compiled.append((j, (key, options), name))
+                    logs.append((name, metric, slot, n_slots))
+                    slot += n_slots
+        self._metrics, self._metric_logs = compiled, logs
+        self._log_names_cache = log_names + [name for _, _, name in compiled]
         self._compiled_for = self._graph
+
+    def _metrics_per_output(self, arg, what):
+        """compile(metrics=...) as a list of metrics per output: one list for all, a list
+        per output, or a dict by output name."""
+        names = self.output_names
+        if arg is None:
+            return [[] for _ in names]
+        if isinstance(arg, dict):
+            return [list(m) if isinstance(m, (list, tuple)) else ([] if m is None else [m])
+                    for m in self._per_output(arg, "metrics", [])]
+        if not isinstance(arg, (list, tuple)):
+            return [[arg] for _ in names]
+        if len(names) > 1 and arg and all(isinstance(m, (list, tuple)) for m in arg):
+            if len(arg) != len(names):
+                raise ValueError(f"compile({what}=...) has {len(arg)} lists for "
+                                 f"{len(names)} outputs {names}")
+            return [list(m) for m in arg]
+        return [list(arg) for _ in names]
+
+    def _compile_metric(self, j, metric, given, weighted):
+        """(engine key, options, slots) of a metric on output j, checked against its loss."""
+        name = self.output_names[j]
+        spec = self._losses[j]
+        if spec is None:
+            raise ValueError(f"metric {given!r} on output '{name}', which has no loss")
+        width = self._graph.outputs[j].shape[-1]
+        target_width = 1 if spec[0].sparse_labels else width
+        try:
+            metric._check_output(width, target_width)
+        except ValueError as e:
+            if spec[0].sparse_labels:
+                raise ValueError(f"metric {metric.name!r} compares outputs with targets of the "
+                                 "same shape; with integer labels use 'accuracy' (or "
+                                 "'sparse_categorical_accuracy', 'sparse_top_k_categorical_"
+                                 "accuracy')") from e
+            raise
+        key, options = metric._engine(width, weighted)
+        return key, options, _engine.metric_slots(key, width, options)
 
     @property
     def metrics_names(self):
@@ -452,7 +523,7 @@ class Model(Layer):
         self._ensure_graph(x)
         ins = self._graph.inputs
         if len(ins) == 1 and isinstance(x, np.ndarray):  # the common case, kept short
-            return [data.as_matrix(x, name, ins[0].shape[-1])]
+            return [data.as_matrix(x, name, ins[0].shape[1:])]
         if isinstance(x, dict):
             missing = [t.name for t in ins if t.name not in x]
             if missing:
@@ -465,7 +536,7 @@ class Model(Layer):
             raise ValueError(f"{name}: the model has {len(ins)} inputs "
                              f"{[t.name for t in ins]}, got {len(x)} arrays")
         arrays = [data.as_matrix(a, name if len(ins) == 1 else f"{name}[{t.name}]",
-                                 t.shape[-1]) for a, t in zip(x, ins)]
+                                 t.shape[1:]) for a, t in zip(x, ins)]
         n = {a.shape[0] for a in arrays}
         if len(n) > 1:
             raise ValueError(f"{name}: all inputs need the same number of rows, got shapes "
@@ -499,17 +570,87 @@ class Model(Layer):
                                            spec[0].sparse_labels))
         return targets
 
+    def _prepare_sample_weights(self, sample_weight, class_weight, ys, name, n_rows):
+        """Keras' sample_weight (one (n,) array for every output, or a list or dict with
+        one per output) and class_weight (a dict class -> weight, one output: each row
+        weighted by its target's class, the argmax of one-hot targets) as one checked
+        float32 (n,) array or None per loss head (ys: the checked targets); None when no
+        head is weighted, so that unweighted runs take the unweighted kernels."""
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError("You cannot `class_weight` and `sample_weight` at the same "
+                                 "time.")
+            if len(self._graph.outputs) != 1:
+                raise ValueError("`class_weight` is only supported for Models with a single "
+                                 "output.")
+            if not isinstance(class_weight, dict):
+                raise ValueError(f"`class_weight` must be a dict mapping class indices to "
+                                 f"weights. Received: class_weight={class_weight!r}")
+            table = {}
+            for key, value in class_weight.items():
+                try:
+                    index = int(key)
+                except (TypeError, ValueError):
+                    index = None
+                if index is None or index != key:
+                    raise ValueError(f"`class_weight` must be a dictionary with integer keys "
+                                     f"representing class indices. Received an invalid key: "
+                                     f"{key!r}")
+                if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                        or not np.isfinite(value) or value < 0:
+                    raise ValueError(f"class_weight values must be finite non-negative "
+                                     f"numbers. Received: class_weight[{key!r}]={value!r}")
+                table[index] = float(value)
+            y = ys[0]
+            classes = np.argmax(y, axis=1) if y.shape[1] > 1 else np.round(y[:, 0])
+            sample_weight = np.ones(n_rows, np.float32)
+            for index, value in table.items():
+                sample_weight[classes == index] = value
+            return [sample_weight]
+        if sample_weight is None:
+            return None
+        names, specs = self.output_names, self._losses
+        if isinstance(sample_weight, dict):
+            unknown = sorted(set(sample_weight) - set(names))
+            if unknown:
+                raise ValueError(f"sample_weight names unknown outputs {unknown}; the outputs "
+                                 f"are {names}")
+            per_output = [sample_weight.get(n) for n in names]
+        elif len(names) > 1 and isinstance(sample_weight, (list, tuple)) and \
+                all(w is None or np.ndim(w) >= 1 for w in sample_weight):
+            if len(sample_weight) != len(names):
+                raise ValueError(f"You should provide one `sample_weight` array per output: "
+                                 f"the model has {len(names)} outputs {names}, got "
+                                 f"{len(sample_weight)} arrays")
+            per_output = list(sample_weight)
+        else:  # one array for every output
+            per_output = [sample_weight] * len(names)
+        weights = []
+        for j, (w, spec) in enumerate(zip(per_output, specs)):
+            if spec is None:
+                continue
+            label = name if len(names) == 1 else f"{name}[{names[j]}]"
+            weights.append(None if w is None else _as_sample_weights(w, label, n_rows))
+        return weights if any(w is not None for w in weights) else None
+
     # -- predict --------------------------------------------------------------------------
-    def predict(self, x, batch_size=None, verbose=0, callbacks=None):
-        """Outputs for x: a new (n, units) float32 array, or a list for several outputs."""
-        if self._predict_plan is not None and batch_size is None and callbacks is None:
+    def predict(self, x, batch_size=None, verbose=0, callbacks=None, steps=None):
+        """Outputs for x: a new (n, units) float32 array, or a list for several outputs.
+        x may be batches from Python (models/batches.py); `steps` limits the batches."""
+        if self._predict_plan is not None and batch_size is None and callbacks is None \
+                and steps is None:
             try:  # the latency path: a checked float32 C-contiguous array goes straight in
                 return self._predict_plan.predict(x)
             except (TypeError, ValueError):
                 pass  # anything else (or a stale plan) takes the converting path below
         if batch_size is not None:
             _check_batch_size(batch_size)
+        steps = _check_steps("steps", steps)
+        if batches.is_source(x):
+            return self._predict_batches(x, steps, callbacks)
         xs = self._prepare_inputs(x)
+        if steps is not None and batch_size is not None:  # Keras: the first `steps` batches
+            xs = [a[:steps * batch_size] for a in xs]
         plan = self._plan(_INFER_ROWS, "predict")
         cbs = None
         if callbacks:
@@ -531,24 +672,33 @@ class Model(Layer):
 
     # -- evaluate -------------------------------------------------------------------------
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False,
-                 callbacks=None):
-        """The loss (and metrics) over (x, y): a float, or [loss, *metrics]."""
+                 callbacks=None, steps=None, sample_weight=None):
+        """The loss (and metrics) over (x, y): a float, or [loss, *metrics]. x may be
+        batches from Python (models/batches.py); `steps` limits the batches.
+        sample_weight: as fit's (the loss and weighted metrics)."""
         self._require_compiled("evaluate()")
         batch = _check_batch_size(batch_size)
+        steps = _check_steps("steps", steps)
+        if batches.is_source(x):
+            return self._evaluate_batches(x, y, batch_size, steps, callbacks, return_dict)
         xs = self._prepare_inputs(x)
         self._resolve_compile()
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, "y", n)
+        sws = self._prepare_sample_weights(sample_weight, None, ys, "y", n)
+        if steps is not None and batch_size is not None:  # Keras: the first `steps` batches
+            xs, ys = [a[:steps * batch] for a in xs], [a[:steps * batch] for a in ys]
+            sws = _rows_of(sws, slice(0, steps * batch))
         if callbacks:
-            logs = self._evaluate_with_callbacks(xs, ys, batch, callbacks)
+            logs = self._evaluate_with_callbacks(xs, ys, batch, callbacks, sws)
         else:
-            logs = self._evaluate_arrays(xs, ys)
+            logs = self._evaluate_arrays(xs, ys, sws=sws)
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def _evaluate_with_callbacks(self, xs, ys, batch, callbacks):
+    def _evaluate_with_callbacks(self, xs, ys, batch, callbacks, sws=None):
         """evaluate() with on_test_* hooks: a batch at a time when a callback overrides a
         test-batch hook, else the whole set at once."""
         n = xs[0].shape[0]
@@ -562,45 +712,67 @@ class Model(Layer):
                 cbs.on_test_batch_begin(step)
                 rows = slice(step * batch, (step + 1) * batch)
                 totals += plan.evaluate([a[rows] for a in xs], [a[rows] for a in ys],
-                                        _INFER_ROWS, _CHUNK_SECONDS)
+                                        _INFER_ROWS, _CHUNK_SECONDS, _rows_of(sws, rows))
                 cbs.on_test_batch_end(step, self._logs(totals))
         else:
-            totals += plan.evaluate(xs, ys, _INFER_ROWS, _CHUNK_SECONDS)
+            totals += plan.evaluate(xs, ys, _INFER_ROWS, _CHUNK_SECONDS, sws)
             cbs.on_test_batch_end(steps - 1, self._logs(totals))
         logs = self._logs(totals)
         cbs.on_test_end(logs)
         return logs
 
-    def test_on_batch(self, x, y, return_dict=False):
-        return self.evaluate(x, y, batch_size=None, return_dict=return_dict)
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        return self.evaluate(x, y, batch_size=None, return_dict=return_dict,
+                             sample_weight=sample_weight)
 
-    def _evaluate_arrays(self, xs, ys, prefix=""):
-        totals = self._plan(_INFER_ROWS, "loss").evaluate(xs, ys, _INFER_ROWS, _CHUNK_SECONDS)
+    def _evaluate_arrays(self, xs, ys, sws=None, prefix=""):
+        totals = self._plan(_INFER_ROWS, "loss").evaluate(xs, ys, _INFER_ROWS, _CHUNK_SECONDS,
+                                                          sws)
         return self._logs(totals, prefix)
 
     def _logs(self, totals, prefix=""):
         """{"loss": ..., "mae": ...} (several outputs: also "<output>_loss" and
-        "<output>_<metric>") from engine totals [rows, loss, head losses, metrics]."""
+        "<output>_<metric>") from engine totals [rows, loss, head losses, metric slots]:
+        the losses are sums of rows x batch loss, each metric's value a function of its
+        summed slots."""
         totals = totals.tolist()
         rows = max(totals[0], 1.0)
-        names = self._log_names_cache
-        n_heads = len(totals) - 2 - len(self._metrics)
-        values = totals[1:2] + (totals[2:2 + n_heads] if n_heads > 1 else []) + \
-            totals[2 + n_heads:]
-        return {prefix + k: v / rows for k, v in zip(names, values)}
+        metric_logs = getattr(self, "_metric_logs", ())
+        n_losses = len(self._log_names_cache) - len(metric_logs)
+        logs = {prefix + k: v / rows for k, v in
+                zip(self._log_names_cache[:n_losses],
+                    totals[1:2] + (totals[2:1 + n_losses] if n_losses > 1 else []))}
+        for name, metric, at, n in metric_logs:
+            logs[prefix + name] = metric._result(totals[at:at + n], totals[0])
+        return logs
+
+    def _history_of(self, rows):
+        """History.history from the totals rows of whole epochs (lists), per column at
+        once: a dict per epoch costs more than a small model's steps."""
+        metric_logs = getattr(self, "_metric_logs", ())
+        n_losses = len(self._log_names_cache) - len(metric_logs)
+        cols = [1] + (list(range(2, 1 + n_losses)) if n_losses > 1 else [])
+        history = {k: [r[c] / r[0] for r in rows]
+                   for k, c in zip(self._log_names_cache[:n_losses], cols)}
+        for name, metric, at, n in metric_logs:
+            history[name] = [metric._result(r[at:at + n], r[0]) for r in rows]
+        return history
 
     # -- one step ---------------------------------------------------------------------------
-    def train_on_batch(self, x, y, return_dict=False):
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
         """One optimizer step on (x, y) as a single batch: the loss (before the step), or
-        [loss, *metrics]. The lean path for online training: no shuffle, no History."""
+        [loss, *metrics]. The lean path for online training: no shuffle, no History.
+        sample_weight, class_weight: as fit's."""
         self._require_compiled("train_on_batch()")
         xs = self._prepare_inputs(x)
         self._resolve_compile()
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, "y", n)
+        sws = self._prepare_sample_weights(sample_weight, class_weight, ys, "y", n)
         # plans are sized in powers of two so that varying batch sizes reuse a few
         plan = self._plan(1 << (n - 1).bit_length(), "loss")
-        run = _engine.Run(plan, xs, ys, n, 1, False, 0, 1)
+        run = _engine.Run(plan, xs, ys, n, 1, False, 0, 1, sws)
         status = plan.train(run, self._optimizer_state(), 1, 0.0, False)
         if status == "diverged":
             _warn_diverged(1)
@@ -611,14 +783,23 @@ class Model(Layer):
 
     # -- fit ------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        """Trains for `epochs` epochs; returns a History."""
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Trains for `epochs` epochs; returns a History. x (and validation_data) may also
+        be batches from Python: a generator, an iterable, a PyDataset (models/batches.py).
+        sample_weight: per-sample weights of the loss (one (n,) array, or a list or dict
+        with one per output); class_weight: {class: weight} (one output); validation_data
+        may hold a third item, its sample weights. As Keras: the batch loss is
+        sum_i w_i loss_i / batch rows, and only weighted_metrics use the weights."""
         self._require_compiled("fit()")
+        batch_given = batch_size is not None
         batch_size = _check_batch_size(batch_size)
         for arg, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if type(value) is not int and (isinstance(value, bool) or  # noqa: E721 (fast path)
-                                           not isinstance(value, numbers.Integral)) or value < 0:
-                raise ValueError(f"{arg} must be a non-negative integer. Received: "
+                                           not isinstance(value, numbers.Integral)) \
+                    or not 0 <= value < _MAX_EPOCHS:
+                raise ValueError(f"{arg} must be an integer in [0, {_MAX_EPOCHS}). Received: "
                                  f"{arg}={value!r}")
         if verbose == "auto":
             verbose = 1
@@ -628,34 +809,54 @@ class Model(Layer):
                 or not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1). Received: "
                              f"validation_split={validation_split!r}")
+        steps_per_epoch = _check_steps("steps_per_epoch", steps_per_epoch)
+        validation_steps = _check_steps("validation_steps", validation_steps)
+        _check_batch_size(validation_batch_size, "validation_batch_size")
+        _check_validation_freq(validation_freq)
+        if batches.is_source(x) and (sample_weight is not None or class_weight is not None):
+            raise ValueError("sample_weight and class_weight take arrays: when x is batches, "
+                             "give batches of (x, y, sample_weight)")
+        if batches.is_source(x):
+            return self._fit_source(x, y, batch_size if batch_given else None, epochs,
+                                    verbose, callbacks, validation_split, validation_data,
+                                    shuffle, initial_epoch, steps_per_epoch, validation_steps,
+                                    validation_freq)
         xs = self._prepare_inputs(x)
         self._resolve_compile()
         ys = self._prepare_targets(y, "y", xs[0].shape[0])
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            xv = self._prepare_inputs(validation_data[0], "validation_data x")
-            val = (xv, self._prepare_targets(validation_data[1], "validation_data y",
-                                             xv[0].shape[0]))
-        elif validation_split:
+        sws = self._prepare_sample_weights(sample_weight, class_weight, ys, "y", xs[0].shape[0])
+        val = self._validation(validation_data, validation_steps)
+        if val is None and validation_split:
             # Keras holds out the last rows, before any shuffling.
             n = xs[0].shape[0]
             split = int(n * (1.0 - validation_split))
             if split == 0 or split == n:
                 raise ValueError(f"validation_split={validation_split} leaves "
                                  f"{split} of {n} rows for training")
-            val = ([a[split:] for a in xs], [a[split:] for a in ys])
+            val = ([a[split:] for a in xs], [a[split:] for a in ys],
+                   _rows_of(sws, slice(split, None)))
             xs, ys = [a[:split] for a in xs], [a[:split] for a in ys]
+            sws = _rows_of(sws, slice(0, split))
 
         n = xs[0].shape[0]
+        if steps_per_epoch is not None:  # Keras: sets the batch size, else cuts the passes
+            if not batch_given:
+                batch_size = -(-n // steps_per_epoch)
+            elif steps_per_epoch != -(-n // batch_size):
+                if sws is not None:
+                    raise ValueError("sample_weight and class_weight need steps_per_epoch to "
+                                     "cover whole passes over x (or leave batch_size unset)")
+                return self._fit_source(batches.ArraySource(xs, ys, batch_size, shuffle), None,
+                                        None, epochs, verbose, callbacks, 0.0, val, shuffle,
+                                        initial_epoch, steps_per_epoch, None, validation_freq)
         batch = min(batch_size, n)
         plan = self._plan(batch, "loss")
         opt = self._optimizer_state()
         seed = utils.next_seed()
         plan.set_dropout_seed(seed ^ _DROPOUT_STREAM)  # a stream apart from the shuffle's
         todo = max(epochs - initial_epoch, 0)
-        run = _engine.Run(plan, xs, ys, batch, todo, bool(shuffle), seed, min(max(todo, 1), 256))
+        run = _engine.Run(plan, xs, ys, batch, todo, bool(shuffle), seed, min(max(todo, 1), 256),
+                          sws)
         self.stop_training = False
         if not callbacks and not verbose and val is None:
             history = self.history = callbacks_module.History()
@@ -668,18 +869,23 @@ class Model(Layer):
                                             model=self, epochs=epochs, steps=steps)
         history = self.history = cbs.history
         cbs.on_train_begin()
+        resumed = self._resumed_run(plan, xs, ys, batch, epochs, shuffle, sws)  # BackupAndRestore
+        if resumed is not None:
+            initial_epoch, run = resumed
+        self._active_fit = (plan, run)
         logs = {}
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             logs, diverged = self._fit_epoch(plan, run, opt, cbs, steps)
-            if val is not None and not diverged:
-                logs.update(self._evaluate_arrays(*val, prefix="val_"))
+            if val is not None and not diverged and _validates(epoch, validation_freq):
+                logs.update(self._validate(val))
             cbs.on_epoch_end(epoch, logs)
             if diverged:
-                _warn_diverged(epoch + 1)
+                _warn_diverged(epoch + 1, run.step)
                 break
             if self.stop_training:
                 break
+        self._active_fit = None
         cbs.on_train_end(logs)
         return history
 
@@ -690,15 +896,14 @@ class Model(Layer):
             status = plan.train(run, opt, _NO_LIMIT, _CHUNK_SECONDS, False)
             rows += run.take_totals().tolist()
         if status == "diverged":
-            rows.append(run.current().tolist())
-            _warn_diverged(initial_epoch + len(rows))
+            if run.step:  # the epoch it stopped in
+                rows.append(run.current().tolist())
+                _warn_diverged(initial_epoch + run.epoch + 1, run.step)
+            else:  # found after the last step of an epoch
+                _warn_diverged(initial_epoch + run.epoch, run.steps_per_epoch)
         history.epoch = list(range(initial_epoch, initial_epoch + len(rows)))
-        if rows:  # per column at once: a dict per epoch costs more than its steps
-            n_heads = len(rows[0]) - 2 - len(self._metrics)
-            cols = [1] + (list(range(2, 2 + n_heads)) if n_heads > 1 else []) + \
-                list(range(2 + n_heads, len(rows[0])))
-            history.history = {k: [r[c] / r[0] for r in rows]
-                               for k, c in zip(self._log_names_cache, cols)}
+        if rows:
+            history.history = self._history_of(rows)
 
     def _fit_epoch(self, plan, run, opt, cbs, steps):
         """One epoch in chunks; the batch hooks see each chunk's last step (every step
@@ -716,6 +921,231 @@ class Model(Layer):
             cbs.on_train_batch_end(run.step - 1 if status == "paused" else run.step, logs)
             if status == "diverged":
                 return logs, True
+
+    # -- resuming a fit (callbacks.BackupAndRestore) ----------------------------------------
+    def _fit_snapshot(self):
+        """The running fit's random streams after the epoch that just ended: the shuffle's
+        order and state (fits on arrays) and the dropout state."""
+        active = getattr(self, "_active_fit", None)
+        if active is None:
+            return {}
+        plan, run = active
+        return {"perm": run.perm.copy(), "shuffle_state": run.shuffle_state,
+                "dropout_state": plan.dropout_state}
+
+    def _resumed_run(self, plan, xs, ys, batch, epochs, shuffle, sws=None):
+        """(initial epoch, a Run that goes on where the backup left off) when a
+        BackupAndRestore restored one in on_train_begin, else None."""
+        resume = self.__dict__.pop("_resume", None)
+        if resume is None:
+            return None
+        first = min(resume["epoch"], epochs)
+        todo = epochs - first
+        run = _engine.Run(plan, xs, ys, batch, todo, bool(shuffle),
+                          resume.get("shuffle_state", utils.next_seed()), min(max(todo, 1), 256),
+                          sws)
+        perm = resume.get("perm")
+        if perm is not None and perm.shape == run.perm.shape:
+            run.perm[...] = perm
+        if "dropout_state" in resume:
+            plan.set_dropout_seed(resume["dropout_state"])
+        return first, run
+
+    # -- batches from Python (models/batches.py) -------------------------------------------
+    def _fit_source(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                    validation_data, shuffle, initial_epoch, steps, validation_steps,
+                    validation_freq):
+        """fit() over batches that Python hands over one at a time (a generator, an
+        iterable, a PyDataset, or arrays cut into epochs that are not whole passes): one
+        engine call per batch, Keras' epoch semantics (batches.Epochs)."""
+        if isinstance(x, batches.ArraySource):
+            src, val = x, validation_data  # checked arrays and validation, from fit
+        else:
+            kind = type(x).__name__
+            for arg, value in (("y", y), ("batch_size", batch_size),
+                               ("validation_split", validation_split or None)):
+                if value is not None:
+                    raise ValueError(f"When x is a {kind} (batches), `{arg}` should not be "
+                                     f"passed: the batches hold the targets and set their "
+                                     f"size. Received: {arg}={value!r}")
+            src = batches.source(x, shuffle)
+            if isinstance(src, batches.PyDatasetSource) and src.num_batches is None \
+                    and steps is None:
+                raise ValueError(f"x ({kind}) is endless (num_batches is None): pass "
+                                 "steps_per_epoch")
+            val = self._validation(validation_data, validation_steps)
+        epochs_iter = batches.Epochs(src, steps)
+        cbs = callbacks_module.CallbackList(callbacks, add_history=True,
+                                            add_progbar=verbose != 0, verbose=verbose,
+                                            model=self, epochs=epochs,
+                                            steps=epochs_iter.num_batches)
+        history = self.history = cbs.history
+        self.stop_training = False
+        fit = {"plan": None, "seed": utils.next_seed(), "prepared": src.prepared}
+        cbs.on_train_begin()
+        resume = self.__dict__.pop("_resume", None)  # BackupAndRestore: weights are back
+        if resume is not None:
+            initial_epoch = min(resume["epoch"], epochs)
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            totals, diverged, step = None, False, -1
+            with contextlib.closing(epochs_iter.epoch()) as epoch_batches:
+                for step, batch in epoch_batches:
+                    cbs.on_train_batch_begin(step)
+                    row, diverged = self._train_source_batch(fit, batch)
+                    totals = row if totals is None else totals + row
+                    logs = self._logs(totals)
+                    cbs.on_train_batch_end(step, logs)
+                    if diverged or self.stop_training:
+                        break
+            if totals is None:
+                warnings.warn(f"epoch {epoch + 1}: x gave no batch (a generator is spent "
+                              "after one pass: pass steps_per_epoch, or give an iterable or "
+                              "a PyDataset); training stopped", RuntimeWarning, stacklevel=3)
+                break
+            cbs.params["steps"] = cbs.params["steps"] or epochs_iter.num_batches
+            if val is not None and not diverged and _validates(epoch, validation_freq):
+                logs.update(self._validate(val))
+            cbs.on_epoch_end(epoch, logs)
+            if diverged:
+                _warn_diverged(epoch + 1, step)
+                break
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs)
+        return history
+
+    def _train_source_batch(self, fit, batch):
+        """One optimizer step on one batch: (its totals row, whether the loss diverged).
+        Batches share the plan of the first one's size (a larger batch gets a plan of
+        the next power of two), so that a fit on Python batches runs the same kernels as
+        the engine's own epochs."""
+        if fit["prepared"]:
+            xs, ys, sw = batch
+        else:
+            x, y, sw = batches.unpack(batch)
+            if y is None:
+                raise ValueError("fit() on batches needs targets: each batch must be (x, y) "
+                                 "or (x, y, sample_weight); got a batch of inputs alone")
+            xs = self._prepare_inputs(x)
+            self._resolve_compile()
+            ys = self._prepare_targets(y, "y", xs[0].shape[0])
+        n = xs[0].shape[0]
+        sws = None if sw is None else \
+            self._prepare_sample_weights(sw, None, ys, "sample_weight", n)
+        plan = fit["plan"]
+        if plan is None or n > plan.max_batch:
+            plan = self._plan(n if plan is None else 1 << (n - 1).bit_length(), "loss")
+            plan.set_dropout_seed(fit["seed"] ^ _DROPOUT_STREAM)
+            fit["plan"] = plan
+        run = _engine.Run(plan, xs, ys, n, 1, False, 0, 1, sws)
+        status = plan.train(run, self._optimizer_state(), 1, 0.0, False)
+        return run.totals[0].copy(), status == "diverged"
+
+    def _validation(self, validation_data, validation_steps):
+        """fit's validation data, checked: batches.Epochs over batches, or the arrays
+        (x, y, sample weights or None), or None."""
+        if validation_data is None:
+            return None
+        if batches.is_source(validation_data):
+            return batches.Epochs(batches.source(validation_data), validation_steps)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, "
+                             "y_val, val_sample_weight), or batches")
+        xv = self._prepare_inputs(validation_data[0], "validation_data x")
+        self._resolve_compile()
+        yv = self._prepare_targets(validation_data[1], "validation_data y", xv[0].shape[0])
+        return xv, yv, self._prepare_sample_weights(
+            validation_data[2] if len(validation_data) == 3 else None, None, yv,
+            "validation_data y", xv[0].shape[0])
+
+    def _validate(self, val):
+        """The val_ logs of one validation during fit."""
+        if isinstance(val, batches.Epochs):
+            return self._evaluate_source(val, None, "val_", "validation_data")
+        return self._evaluate_arrays(*val, prefix="val_")
+
+    def _evaluate_source(self, epochs_iter, cbs, prefix="", what="x"):
+        """Loss and metrics over one epoch of batches (the test hooks see every batch).
+        Validation that gets no batch warns and logs nothing."""
+        totals = None
+        with contextlib.closing(epochs_iter.epoch()) as epoch_batches:
+            for step, batch in epoch_batches:
+                if cbs is not None:
+                    cbs.on_test_batch_begin(step)
+                x, y, sw = batches.unpack(batch)
+                if y is None:
+                    raise ValueError(f"evaluating on batches needs targets: each batch of "
+                                     f"{what} must be (x, y); got inputs alone")
+                xs = self._prepare_inputs(x, what)
+                self._resolve_compile()
+                ys = self._prepare_targets(y, f"{what} y", xs[0].shape[0])
+                sws = None if sw is None else self._prepare_sample_weights(
+                    sw, None, ys, f"{what} sample_weight", xs[0].shape[0])
+                row = self._plan(_INFER_ROWS, "loss").evaluate(xs, ys, _INFER_ROWS,
+                                                              _CHUNK_SECONDS, sws)
+                totals = row if totals is None else totals + row
+                if cbs is not None:
+                    cbs.on_test_batch_end(step, self._logs(totals))
+        if totals is None:
+            if prefix:
+                warnings.warn(f"{what} gave no batch: no validation this epoch (a generator "
+                              "is spent after one pass: pass validation_steps, or give an "
+                              "iterable or a PyDataset)", RuntimeWarning, stacklevel=4)
+                return {}
+            raise ValueError(f"{what} gave no batch to evaluate")
+        return self._logs(totals, prefix)
+
+    def _evaluate_batches(self, x, y, batch_size, steps, callbacks, return_dict):
+        """evaluate() on batches from Python."""
+        for arg, value in (("y", y), ("batch_size", batch_size)):
+            if value is not None:
+                raise ValueError(f"When x is a {type(x).__name__} (batches), `{arg}` should "
+                                 f"not be passed: the batches hold the targets and set their "
+                                 f"size. Received: {arg}={value!r}")
+        epochs_iter = batches.Epochs(batches.source(x), steps)
+        cbs = callbacks_module.CallbackList(callbacks, model=self, verbose=0,
+                                            steps=epochs_iter.num_batches)
+        cbs.on_test_begin()
+        logs = self._evaluate_source(epochs_iter, cbs)
+        cbs.on_test_end(logs)
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def _predict_batches(self, x, steps, callbacks):
+        """predict() on batches from Python."""
+        cbs = callbacks_module.CallbackList(callbacks, model=self, verbose=0, steps=steps)
+        cbs.on_predict_begin()
+        outs = self._predict_source(x, steps, cbs)
+        cbs.on_predict_end()
+        return outs[0] if len(outs) == 1 else outs
+
+    def _predict_source(self, x, steps, cbs):
+        """predict() over batches of inputs ((x,), (x, y) or x alone each)."""
+        epochs_iter = batches.Epochs(batches.source(x), steps)
+        outs = []
+        with contextlib.closing(epochs_iter.epoch()) as epoch_batches:
+            for step, batch in epoch_batches:
+                if cbs is not None:
+                    cbs.on_predict_batch_begin(step)
+                xs = self._prepare_inputs(batches.unpack(batch)[0])
+                got = self._plan(_INFER_ROWS, "predict").predict_many(xs, _CHUNK_SECONDS)
+                outs.append(got)
+                if cbs is not None:
+                    cbs.on_predict_batch_end(step, {"outputs": got})
+        if not outs:
+            raise ValueError("x gave no batch to predict")
+        return [np.concatenate(parts) for parts in zip(*outs)]
+
+    # -- export ---------------------------------------------------------------------------
+    def export_c(self, filepath, name=None):
+        """Writes the forward pass as self-contained C99: filepath (.c) and its .h beside
+        it, `name` prefixing the symbols (see fastnn.export.c). Returns the two paths."""
+        from fastnn.export.c import export_c
+        return export_c(self, filepath, name=name)
 
 
 def _final_activation(t):
@@ -738,23 +1168,80 @@ def _check_final_activation(t, loss):
             "are logits")
 
 
+def _rows_of(sws, rows):
+    """The sample weights (None, or per head None or an array) of rows `rows`."""
+    return None if sws is None else [None if w is None else w[rows] for w in sws]
+
+
+def _as_sample_weights(w, name, n_rows):
+    """One output's sample weights as a checked float32 (n,) array: (n,) or (n, 1), real,
+    finite and non-negative."""
+    arr = np.asarray(w)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight {name} must hold real numbers, got dtype {arr.dtype} "
+                        f"with shape {arr.shape}")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr.reshape(-1)
+    if arr.shape != (n_rows,):
+        raise ValueError(f"sample_weight for {name} must have shape ({n_rows},) (one weight per "
+                         f"sample), got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.all(np.isfinite(arr)) or (n_rows and arr.min() < 0):
+        raise ValueError(f"sample_weight for {name} must be finite and non-negative, got "
+                         f"values in [{arr.min()}, {arr.max()}]")
+    return arr
+
+
 def _is_array_list(x):
     """True if x is a list of arrays (several inputs) rather than one nested list of rows."""
     return all(isinstance(a, np.ndarray) for a in x)
 
 
-def _warn_diverged(epoch):
-    warnings.warn(f"epoch {epoch}: the loss became NaN or Inf; training stopped "
-                  "(try a smaller learning_rate)", RuntimeWarning, stacklevel=3)
+def _warn_diverged(epoch, step=None):
+    where = f"epoch {epoch}" + ("" if step is None else f", step {step}")
+    warnings.warn(f"{where}: the loss or the weights became NaN or Inf; training stopped "
+                  "(try a smaller learning_rate, or clipnorm)", RuntimeWarning, stacklevel=3)
 
 
-def _check_batch_size(batch_size):
+def _check_batch_size(batch_size, name="batch_size"):
     if batch_size is None:
         return 32
     if type(batch_size) is int and batch_size > 0:
         return batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
             or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer. Received: "
-                         f"batch_size={batch_size!r}")
+        raise ValueError(f"{name} must be a positive integer. Received: "
+                         f"{name}={batch_size!r}")
     return int(batch_size)
+
+
+def _check_steps(name, steps):
+    """steps_per_epoch / validation_steps / steps: None or a positive integer."""
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps <= 0:
+        raise ValueError(f"{name} must be a positive integer or None. Received: "
+                         f"{name}={steps!r}")
+    return int(steps)
+
+
+def _check_validation_freq(freq):
+    """Keras' validation_freq: validate every `freq` epochs, or after the epochs (1-based)
+    in a list."""
+    if type(freq) is int and freq > 0:  # the common case, kept cheap
+        return
+    if isinstance(freq, numbers.Integral) and not isinstance(freq, bool) and freq > 0:
+        return
+    if isinstance(freq, (list, tuple, set, range)) and freq and all(
+            isinstance(e, numbers.Integral) and not isinstance(e, bool) and e > 0 for e in freq):
+        return
+    raise ValueError(f"validation_freq must be a positive integer or a list of epoch numbers "
+                     f"(from 1). Received: validation_freq={freq!r}")
+
+
+def _validates(epoch, freq):
+    """Whether fit validates after `epoch` (from 0) for validation_freq `freq`."""
+    if isinstance(freq, numbers.Integral):
+        return (epoch + 1) % freq == 0
+    return epoch + 1 in freq
+

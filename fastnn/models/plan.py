@@ -12,7 +12,9 @@ here know no layer class:
 
 The C side (fnn_plan_layout) then derives strides, gradient flow and the accumulate
 flags of tensors read by several ops."""
-from fastnn import _blas, _engine
+import math
+
+from fastnn import _blas, _engine, activations
 
 # Whether a layer's products go to the BLAS rather than fastnn's panel kernels, from
 # bench/calibrate_blas.py on the 2-core dev machine (forward + backward, one layer):
@@ -45,6 +47,9 @@ class Lowering:
     def __init__(self, store, max_batch):
         self.store, self.max_batch = store, max_batch
         self.tensors, self.ops = [], []
+        # weight penalties and constraints (fastnn.regularizers/constraints.lower), and
+        # input tensor -> bound of its values (an Embedding's input_dim)
+        self.penalties, self.constraints, self.index_limits = [], [], {}
 
     def tensor(self, width, is_input=False):
         self.tensors.append((int(width), bool(is_input)))
@@ -78,15 +83,23 @@ class Lowering:
         b_off = self.store.locate(layer, bias)[1] if bias else -1
         n_in = self.width(x)
         path = "blas" if use_blas(self.max_batch, n_in, units) else "panels"
-        return self.op("dense", [x], units, act=activation, path=path, trainable=trainable,
-                       w_off=w_off, b_off=b_off)
+        fused = not _engine.act_needs_input(activation)  # dense keeps no pre-activation
+        out = self.op("dense", [x], units, act=activation if fused else "linear", path=path,
+                      trainable=trainable, w_off=w_off, b_off=b_off)
+        if not fused:
+            out = self.op("activation", [out], act=activation,
+                          fparam=activations.engine_params(activation))
+        return out
 
     def graph(self, graph, inputs):
         """Lowers a Graph whose input tensors are the ids `inputs`; returns its outputs' ids."""
         ids = {id(t): i for t, i in zip(graph.inputs, inputs)}
         for node in graph.nodes:
             ins = [ids[id(t)] for t in node._inputs]
+            first = len(self.ops)
             ids[id(node)] = node._layer._lower(self, ins)
+            for op in self.ops[first:]:  # the layer that emitted it (errors, export)
+                op.setdefault("layer", node._layer.name)
         return [ids[id(t)] for t in graph.outputs]
 
     # -- passes ---------------------------------------------------------------------
@@ -112,6 +125,10 @@ class Lowering:
             self.ops.insert(k + 1, {"kind": "activation", "inputs": [z], "out": t,
                                     "act": activation})
             return z
+        if op is not None and op["kind"] == "activity_regularization":
+            raise ValueError(f"{loss_name} with from_logits=False works on the logits, so output "
+                             f"'{output_name}' cannot carry an activity regularizer (it penalises "
+                             "the probabilities); move it to an earlier layer")
         last = op["act"] if op is not None and "act" in op else "linear"
         raise ValueError(
             f"{loss_name} with from_logits=False (Keras' default) takes probabilities, but "
@@ -121,7 +138,8 @@ class Lowering:
     def fuse(self, keep):
         """Joins each activation op into the dense op before it when that dense op is
         linear and the activation is its output's only reader (and `keep` does not need
-        the pre-activation)."""
+        the pre-activation), when dense can apply it: its derivative comes from the output
+        alone (not act_needs_input) and it runs over whole rows."""
         k = 0
         while k < len(self.ops):
             op = self.ops[k]
@@ -129,7 +147,8 @@ class Lowering:
             p = self.producer(src) if src is not None else None
             if (p is not None and self.ops[p]["kind"] == "dense" and
                     self.ops[p]["act"] == "linear" and src not in keep and
-                    self.readers(src) == 1):
+                    self.readers(src) == 1 and not _engine.act_needs_input(op["act"]) and
+                    not op.get("iparam")):  # a grouped softmax runs over part of a row
                 self.ops[p]["act"], self.ops[p]["out"] = op["act"], op["out"]
                 del self.ops[k]
                 continue
@@ -157,10 +176,11 @@ def build(model, store, max_batch, heads=(), metrics=(), predict=True):
     """The Plan of `model` over `store`'s buffers for batches of up to max_batch rows.
 
     heads: per model output, (Loss, weight) or None; metrics: (output index, engine
-    key); predict: whether the plan returns the outputs (predict) or only computes the
-    heads' losses (training, evaluation)."""
+    key or (engine key, options)) (_engine.Plan's metrics); predict: whether the plan
+    returns the outputs (predict) or only computes the heads' losses (training,
+    evaluation)."""
     ctx = Lowering(store, max_batch)
-    inputs = [ctx.tensor(t.shape[-1], is_input=True) for t in model._graph.inputs]
+    inputs = [ctx.tensor(math.prod(t.shape[1:]), is_input=True) for t in model._graph.inputs]
     outputs = ctx.graph(model._graph, inputs)
     names = model.output_names
     head_specs, head_of = [], {}
@@ -174,7 +194,8 @@ def build(model, store, max_batch, heads=(), metrics=(), predict=True):
             t = ctx.logits(t, folded, names[j], loss.name)
         width = ctx.width(outputs[j])
         head_of[j] = len(head_specs)
-        head_specs.append([t, loss.key, folded, 1 if loss.sparse_labels else width, weight])
+        head_specs.append([t, loss.key, folded, 1 if loss.sparse_labels else width, weight,
+                           {"param": loss.param, "reduction": loss.reduction}])
     roots = list(outputs) if predict else [h[0] for h in head_specs]
     keep = set(roots) | {h[0] for h in head_specs}
     ctx.fuse(keep)
@@ -184,6 +205,9 @@ def build(model, store, max_batch, heads=(), metrics=(), predict=True):
     plan = _engine.Plan(ctx.tensors, ctx.ops, [ids[t] for t in inputs],
                         [ids[t] for t in outputs] if predict else [],
                         [tuple(h) for h in head_specs],
-                        [(head_of[j], key) for j, key in metrics],
-                        store.params, store.grads, store.state, max_batch)
+                        [(head_of[j],) + ((key,) if isinstance(key, str) else tuple(key))
+                         for j, key in metrics],
+                        store.params, store.grads, store.state, max_batch,
+                        penalties=ctx.penalties, constraints=ctx.constraints,
+                        index_limits=[ctx.index_limits.get(t, 0) for t in inputs])
     return plan

@@ -40,6 +40,10 @@ def print_summary(model, line_length=None, positions=None, print_fn=None):
     from fastnn.layers.core import InputLayer
 
     chain = _is_chain(model)
+    if line_length is not None and (type(line_length) is not int or
+                                    not 20 <= line_length <= 1000):
+        raise ValueError(f"line_length must be an integer in [20, 1000]. Received: "
+                         f"line_length={line_length!r}")
     line_length = line_length or (65 if chain else 98)
     positions = positions or ([0.45, 0.85, 1.0] if chain else [0.33, 0.55, 0.67, 1.0])
     columns = 3 if chain else 4

@@ -35,8 +35,14 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    """A real number the C state can hold: finite and within float32's range (inf or 1e39
+    would turn every weight into NaN or Inf at the first step)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and
+            abs(float(value)) <= _FLOAT32_MAX)
 
 
 def _positive(name, value):
@@ -161,8 +167,9 @@ class Optimizer:
             value._spec()  # raises for a schedule the engine cannot evaluate
             return value
         if not _is_number(value) or not value >= 0:
-            raise ValueError("learning_rate must be a non-negative number or a schedule from "
-                             f"fastnn.optimizers.schedules. Received: learning_rate={value!r}")
+            raise ValueError("learning_rate must be a finite non-negative number or a schedule "
+                             "from fastnn.optimizers.schedules. Received: "
+                             f"learning_rate={value!r}")
         return _plain(value)
 
     @property

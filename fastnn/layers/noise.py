@@ -1,0 +1,64 @@
+"""Noise layers, as Keras': GaussianNoise adds N(0, stddev^2) to every value and
+GaussianDropout multiplies every value by N(1, rate / (1 - rate)), both while training
+only (fit, train_on_batch); predict, evaluate and calling the layer pass the input
+through. The engine draws the noise from the model's seeded stream, as Dropout's masks
+(fastnn.utils.set_random_seed gives bit-identical training), and GaussianDropout's
+backward redraws the noise its forward used (csrc/ops/noise.c)."""
+import numbers
+
+from fastnn.layers.core import Layer
+
+
+def _seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise ValueError(f"seed must be an integer or None. Received: seed={seed!r}")
+    return None if seed is None else int(seed)
+
+
+def _fraction(value, argname, top, closed):
+    """value in [0, top] (closed) or [0, top)."""
+    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and
+          0 <= value and (value <= top if closed else value < top))
+    if not ok:
+        raise ValueError(f"Invalid value received for argument `{argname}`. Expected a float "
+                         f"value in [0, {top}{']' if closed else ')'}. "
+                         f"Received: {argname}={value!r}")
+    return float(value)
+
+
+class _Noise(Layer):
+    op = arg = None  # the engine op, the argument that sets the noise level
+    closed = True    # the level may reach 1
+
+    def __init__(self, level, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        setattr(self, self.arg, _fraction(level, self.arg, 1, self.closed))
+        self.seed = _seed(seed)
+
+    def call(self, x):
+        return x  # inference
+
+    def _lower(self, ctx, inputs):
+        level = getattr(self, self.arg)
+        return ctx.op(self.op, inputs, fparam=[level]) if level > 0 else inputs[0]
+
+    def get_config(self):
+        return {**super().get_config(), self.arg: getattr(self, self.arg), "seed": self.seed}
+
+
+class GaussianNoise(_Noise):
+    """Training: x + N(0, stddev^2) per value, stddev in [0, 1] (Keras'). seed: kept in the
+    config; the noise follows the model's stream, as Dropout's masks do."""
+    op, arg = "gaussian_noise", "stddev"
+
+    def __init__(self, stddev, seed=None, **kwargs):
+        super().__init__(stddev, seed, **kwargs)
+
+
+class GaussianDropout(_Noise):
+    """Training: x * N(1, rate / (1 - rate)) per value, rate in [0, 1) (1 would be an
+    infinite variance)."""
+    op, arg, closed = "gaussian_dropout", "rate", False
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(rate, seed, **kwargs)

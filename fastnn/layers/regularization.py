@@ -1,0 +1,21 @@
+"""ActivityRegularization: passes its input through and adds the activity penalty
+(l1 * sum|x| + l2 * sum x^2) / batch size to the loss, as Keras 3 does (see
+fastnn.regularizers; the engine op is csrc/ops/regularization.c)."""
+from fastnn import regularizers
+from fastnn.layers.core import Layer
+
+
+class ActivityRegularization(Layer):
+    def __init__(self, l1=0.0, l2=0.0, **kwargs):
+        self._penalty = regularizers.L1L2(l1=l1, l2=l2)  # checks l1, l2
+        super().__init__(**kwargs)
+        self.l1, self.l2 = self._penalty.l1, self._penalty.l2
+
+    def call(self, x):
+        return x
+
+    def _lower(self, ctx, inputs):
+        return regularizers.lower_activity(ctx, inputs[0], self._penalty)
+
+    def get_config(self):
+        return {**super().get_config(), "l1": self.l1, "l2": self.l2}

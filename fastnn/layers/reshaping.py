@@ -1,0 +1,71 @@
+"""Shape layers: Flatten and Reshape, as Keras'. In the engine a tensor is rows of its
+features, whatever their shape, so both only give the same rows a new symbolic shape:
+they lower to no op at all."""
+import math
+import numbers
+
+from fastnn.layers.core import Layer
+
+
+class _Reshaping(Layer):
+    def build(self, input_shape):
+        if isinstance(input_shape, list):
+            raise ValueError(f"{type(self).__name__} '{self.name}' takes one input")
+        super().build(input_shape)
+
+    def call(self, x):
+        return x.reshape((x.shape[0],) + self.compute_output_shape(x.shape)[1:])
+
+    def _lower(self, ctx, inputs):
+        return inputs[0]
+
+
+class Flatten(_Reshaping):
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in row-major (channels_last) order."""
+
+    def __init__(self, data_format=None, **kwargs):
+        if data_format not in (None, "channels_last"):
+            raise ValueError("fastnn's Flatten keeps the row-major order of the features "
+                             "(data_format='channels_last'). "
+                             f"Received: data_format={data_format!r}")
+        super().__init__(**kwargs)
+        self.data_format = "channels_last"
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], math.prod(input_shape[1:]))
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+class Reshape(_Reshaping):
+    """(batch, ...) -> (batch, *target_shape); one entry of target_shape may be -1 (the
+    size that keeps the number of features)."""
+
+    def __init__(self, target_shape, **kwargs):
+        try:
+            shape = tuple(target_shape)
+        except TypeError:
+            raise TypeError("target_shape must be a tuple of ints. "
+                            f"Received: target_shape={target_shape!r}") from None
+        if not shape or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and
+                                (d > 0 or d == -1) for d in shape) or shape.count(-1) > 1:
+            raise ValueError("target_shape must be a non-empty tuple of positive ints, with at "
+                             f"most one -1. Received: target_shape={target_shape!r}")
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(d) for d in shape)
+
+    def compute_output_shape(self, input_shape):
+        size = math.prod(input_shape[1:])
+        others = math.prod(d for d in self.target_shape if d != -1)
+        if -1 in self.target_shape and size % others == 0:
+            shape = tuple(size // others if d == -1 else d for d in self.target_shape)
+        else:
+            shape = self.target_shape
+        if math.prod(shape) != size:
+            raise ValueError(f"Reshape '{self.name}': the input's {size} features (shape "
+                             f"{tuple(input_shape)}) cannot take target_shape={self.target_shape}")
+        return (input_shape[0],) + shape
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": self.target_shape}
