@@ -152,7 +152,8 @@ double fnn_loss_sum(int loss, float param, const float *pred, int64_t ldp, const
                     const float *weight, float *grad, double scale, int64_t n, int64_t m,
                     double *values);
 
-/* The unweighted mean loss over the n rows, and its gradient when grad != NULL. */
+/* The unweighted mean loss over the n rows, and its gradient when grad != NULL (the loss
+ * parameter 0: Huber needs fnn_loss_sum and its delta). */
 double fnn_loss(int loss, const float *pred, int64_t ldp, const float *target, float *grad,
                 int64_t n, int64_t m);
 
@@ -254,7 +255,9 @@ enum {
     FNN_METRIC_SPARSE_CATEGORICAL_ACCURACY = 5, /* mean-type: argmax p == t (class index) */
     FNN_METRIC_TOP_K = 6,           /* mean-type: argmax t among the iparam[0] largest p */
     FNN_METRIC_SPARSE_TOP_K = 7,    /* mean-type: the class index t among them */
-    FNN_METRIC_LOSS = 8,            /* mean-type: loss iparam[0] with parameter `param` */
+    FNN_METRIC_LOSS = 8,            /* mean-type: loss iparam[0] with parameter `param`; a
+                                       cross-entropy takes logits, or when iparam[1] != 0
+                                       probabilities (Keras' from_logits=False, clipped) */
     FNN_METRIC_R2 = 9,              /* per column j: sum w t_j, sum w t_j^2, sum w (t_j -
                                        p_j)^2, sum w (4 m slots), then rows with w != 0 */
     FNN_METRIC_CONFUSION = 10,      /* every element (or column iparam[0] >= 0; or, when
@@ -349,7 +352,9 @@ enum {
  * range; every input tensor fed once and every other tensor read (by an op, an output or
  * a head) produced earlier, by one op; widths below 2^31; each kind's widths, paths and
  * weight ranges; a weight shared by two ops only whole (same kernel, bias and buffer);
- * heads' target widths (1 for integer labels, else the output's). */
+ * heads' losses, reductions and target widths (1 for integer labels, else the output's);
+ * metrics' kinds, parameters and targets (fnn_metric_check). It also places each metric's
+ * slots in the totals (fnn_metric.slot). */
 int64_t fnn_plan_layout(fnn_plan *p, int *where);
 /* Places tensors, gradients, targets, scratch in `arena` (fnn_plan_layout()'s floats). */
 void fnn_plan_bind(fnn_plan *p, float *arena);

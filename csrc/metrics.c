@@ -11,10 +11,19 @@ static int mean_type(int kind)
     return (kind >= FNN_METRIC_MSE && kind <= FNN_METRIC_LOSS) || kind == FNN_METRIC_EQUALITY;
 }
 
-/* the accuracies read argmax or a threshold: logits serve as well as probabilities */
-static int on_logits(int kind)
+/* Accuracies that threshold each output (and so compare a sigmoid's logits with
+ * logit(threshold)), and accuracies that take a row's argmax (the same on logits as on
+ * the probabilities of a softmax or sigmoid): neither needs the folded activation. */
+static int thresholds_outputs(int kind, int64_t width)
 {
-    return kind >= FNN_METRIC_ACCURACY && kind <= FNN_METRIC_SPARSE_CATEGORICAL_ACCURACY;
+    return kind == FNN_METRIC_BINARY_ACCURACY || (kind == FNN_METRIC_ACCURACY && width == 1);
+}
+
+static int takes_argmax(int kind, int64_t width)
+{
+    return kind == FNN_METRIC_CATEGORICAL_ACCURACY ||
+           kind == FNN_METRIC_SPARSE_CATEGORICAL_ACCURACY ||
+           (kind == FNN_METRIC_ACCURACY && width > 1);
 }
 
 int64_t fnn_metric_slots(const fnn_metric *m, int64_t width)
@@ -28,17 +37,15 @@ int64_t fnn_metric_slots(const fnn_metric *m, int64_t width)
 int fnn_metric_check(const fnn_metric *m, int64_t width, int64_t tw)
 {
     const int sparse = m->kind == FNN_METRIC_SPARSE_CATEGORICAL_ACCURACY ||
-                       m->kind == FNN_METRIC_SPARSE_TOP_K;
+                       m->kind == FNN_METRIC_SPARSE_TOP_K ||
+                       (m->kind == FNN_METRIC_LOSS && m->iparam[0] == FNN_LOSS_SPARSE_CCE_LOGITS);
     if (m->kind < 0 || m->kind >= FNN_METRIC_COUNT) return FNN_EPLAN_KIND;
     if (m->kind == FNN_METRIC_ACCURACY ? tw != 1 && tw != width : tw != (sparse ? 1 : width))
         return FNN_EPLAN_SHAPE;
     if ((m->kind == FNN_METRIC_TOP_K || m->kind == FNN_METRIC_SPARSE_TOP_K) && m->iparam[0] < 1)
         return FNN_EPLAN_KIND;
-    if (m->kind == FNN_METRIC_LOSS &&
-        (m->iparam[0] < 0 || m->iparam[0] >= FNN_LOSS_COUNT ||
-         m->iparam[0] == FNN_LOSS_SPARSE_CCE_LOGITS || m->iparam[0] == FNN_LOSS_CCE_LOGITS ||
-         m->iparam[0] == FNN_LOSS_BCE_LOGITS))
-        return FNN_EPLAN_KIND; /* the cross-entropies take logits, not what metrics see */
+    if (m->kind == FNN_METRIC_LOSS && (m->iparam[0] < 0 || m->iparam[0] >= FNN_LOSS_COUNT))
+        return FNN_EPLAN_KIND;
     if (m->kind == FNN_METRIC_CONFUSION) {
         if (m->n_thresholds < 1 || !m->thresholds || m->iparam[0] < -1 ||
             m->iparam[0] >= width || m->iparam[1] < 0)
@@ -105,10 +112,53 @@ static double row_value(const fnn_metric *mt, const float *p, const float *t, in
     }
 }
 
+static int cross_entropy(int loss)
+{
+    return loss == FNN_LOSS_SPARSE_CCE_LOGITS || loss == FNN_LOSS_CCE_LOGITS ||
+           loss == FNN_LOSS_BCE_LOGITS;
+}
+
+/* Keras' cross-entropies of probabilities p, as its metrics take them: the categorical
+ * forms normalise each row, then p is clipped to [1e-7, 1 - 1e-7]; labels smoothed as in
+ * the losses; a class index out of range counts as probability 1e-7. Returns sum_i w_i L_i. */
+static double ce_of_probabilities(int loss, float smooth, const float *p, int64_t ldp,
+                                  const float *t, const float *w, int64_t n, int64_t m)
+{
+    const double eps = 1e-7, s = smooth;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *pi = p + i * ldp;
+        double v = 0.0, total = 0.0;
+        if (loss == FNN_LOSS_BCE_LOGITS) {
+            for (int64_t j = 0; j < m; j++) {
+                const double q = pi[j] < eps ? eps : (pi[j] > 1.0 - eps ? 1.0 - eps : pi[j]);
+                const double tj = t[i * m + j] * (1.0 - s) + 0.5 * s;
+                v -= tj * log(q) + (1.0 - tj) * log(1.0 - q);
+            }
+            v /= (double)m;
+        } else {
+            for (int64_t j = 0; j < m; j++) total += pi[j];
+            const int64_t label = loss == FNN_LOSS_SPARSE_CCE_LOGITS ? label_of(t[i]) : -1;
+            for (int64_t j = 0; j < m; j++) {
+                const double tj = loss == FNN_LOSS_SPARSE_CCE_LOGITS ? (j == label)
+                                : t[i * m + j] * (1.0 - s) + s / (double)m;
+                const double r = pi[j] / total, q = r < eps ? eps : (r > 1.0 - eps ? 1.0 - eps : r);
+                if (tj != 0.0) v -= tj * log(q);
+            }
+            if (loss == FNN_LOSS_SPARSE_CCE_LOGITS && (label < 0 || label >= m)) v = -log(eps);
+        }
+        sum += (w ? (double)w[i] : 1.0) * v;
+    }
+    return sum;
+}
+
 static void mean_update(const fnn_metric *mt, const float *p, int64_t ldp, const float *t,
                         int64_t tw, const float *w, int64_t n, int64_t m, int logits, double *s)
 {
-    if (mt->kind == FNN_METRIC_MSE || mt->kind == FNN_METRIC_MAE || mt->kind == FNN_METRIC_LOSS) {
+    if (mt->kind == FNN_METRIC_LOSS && cross_entropy((int)mt->iparam[0]) && mt->iparam[1]) {
+        s[0] += ce_of_probabilities((int)mt->iparam[0], mt->param, p, ldp, t, w, n, m);
+    } else if (mt->kind == FNN_METRIC_MSE || mt->kind == FNN_METRIC_MAE ||
+               mt->kind == FNN_METRIC_LOSS) {
         const int loss = mt->kind == FNN_METRIC_MSE ? FNN_LOSS_MSE
                        : mt->kind == FNN_METRIC_MAE ? FNN_LOSS_MAE : (int)mt->iparam[0];
         s[0] += fnn_loss_sum(loss, mt->param, p, ldp, t, w, NULL, 0.0, n, m, NULL);
@@ -226,11 +276,13 @@ void fnn_metrics_update(const fnn_plan *p, const float *const *targets,
         const fnn_head *hd = &p->heads[m->head];
         const fnn_tensor *T = &p->tensors[hd->tensor];
         const float *pred = T->value;
-        if (hd->folded_act != FNN_ACT_LINEAR && !on_logits(m->kind)) {
+        const int logits = hd->loss == FNN_LOSS_BCE_LOGITS && thresholds_outputs(m->kind, T->width);
+        if (hd->folded_act != FNN_ACT_LINEAR && !logits && !takes_argmax(m->kind, T->width)) {
             /* what predict returns: the activation the loss took over, applied */
             if (activated != m->head) {
+                const size_t bytes = (size_t)T->width * sizeof(float);
                 for (int64_t i = 0; i < rows; i++)
-                    memcpy(p->tmp + i * T->ld, T->value + i * T->ld, (size_t)T->width * sizeof(float));
+                    memcpy(p->tmp + i * T->ld, T->value + i * T->ld, bytes);
                 fnn_act_forward(hd->folded_act, p->tmp, T->ld, rows, T->width);
                 activated = m->head;
             }
@@ -238,7 +290,6 @@ void fnn_metrics_update(const fnn_plan *p, const float *const *targets,
         }
         const float *w = m->weighted && weights ? weights[m->head] : NULL;
         fnn_metric_update(m, pred, T->ld, targets[m->head], hd->target_width, w, rows, T->width,
-                          on_logits(m->kind) && hd->loss == FNN_LOSS_BCE_LOGITS,
-                          totals + m->slot);
+                          logits, totals + m->slot);
     }
 }

@@ -355,14 +355,16 @@ cdef int _loss_args(str kind, cnp.ndarray pred, cnp.ndarray target) except -1:
     return k
 
 
-def loss(str kind, cnp.ndarray pred, cnp.ndarray target):
-    """(mean loss, dL/dpred) for 2-D pred; target like pred, or (n,) labels for CCE."""
+def loss(str kind, cnp.ndarray pred, cnp.ndarray target, float param=0.0):
+    """(mean loss, dL/dpred) for 2-D pred; target like pred, or (n,) labels for CCE;
+    param: the kernel's parameter (loss_rows)."""
     cdef int k = _loss_args(kind, pred, target)
     cdef int64_t n = pred.shape[0], m = pred.shape[1]
     cdef cnp.ndarray grad = np.empty_like(pred)
     cdef double value
     with nogil:
-        value = fnn_loss(k, fptr(pred), m, fptr(target), fptr(grad), n, m)
+        value = fnn_loss_sum(k, param, fptr(pred), m, fptr(target), NULL, fptr(grad),
+                             1.0 / <double>n, n, m, NULL) / <double>n
     return value, grad
 
 

@@ -340,8 +340,9 @@ class CallbackList(Callback):
 
     @property
     def wants_train_batch_hooks(self):
-        """True when a callback other than History/ProgbarLogger overrides a train batch
-        hook (legacy on_batch_begin/end included): fit then runs one step per chunk."""
+        """True when a callback other than History/ProgbarLogger/TerminateOnNaN (which do
+        with each chunk's last step) overrides a train batch hook (legacy on_batch_begin/end
+        included) or sets one on the instance: fit then runs one step per chunk."""
         return self._wants("train")
 
     @property

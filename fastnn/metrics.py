@@ -255,6 +255,65 @@ class CosineSimilarity(_LossMetric):
         return {**super().get_config(), "axis": self.axis}
 
 
+class _CrossEntropy(_LossMetric):
+    """The mean cross-entropy of the outputs: probabilities by default (normalised and
+    clipped to [1e-7, 1 - 1e-7], as Keras' metrics take them), logits when from_logits."""
+
+    def __init__(self, name, dtype, from_logits, label_smoothing=0.0, axis=-1):
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise ValueError(f"from_logits must be True or False. Received: "
+                             f"from_logits={from_logits!r}")
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = losses_module._check_smoothing(label_smoothing)
+        self.axis = losses_module._check_axis(axis)
+        super().__init__(name, dtype)
+
+    def _engine(self, width, weighted):
+        return "loss", {"loss": self._loss, "param": self.label_smoothing,
+                        "iparam": (0, 0 if self.from_logits else 1), "weighted": weighted}
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": self.axis}
+
+
+class BinaryCrossentropy(_CrossEntropy):
+    _loss = "sigmoid_crossentropy"
+
+    def __init__(self, name="binary_crossentropy", dtype=None, from_logits=False,
+                 label_smoothing=0):
+        super().__init__(name, dtype, from_logits, label_smoothing)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["axis"]
+        return config
+
+
+class CategoricalCrossentropy(_CrossEntropy):
+    _loss = "softmax_crossentropy"
+
+    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False,
+                 label_smoothing=0, axis=-1):
+        super().__init__(name, dtype, from_logits, label_smoothing, axis)
+
+
+class SparseCategoricalCrossentropy(_CrossEntropy):
+    _loss, sparse_targets = "sparse_softmax_crossentropy", True
+
+    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False,
+                 ignore_class=None, axis=-1):
+        if ignore_class is not None:
+            raise ValueError(f"fastnn does not support ignore_class (masked labels). "
+                             f"Received: ignore_class={ignore_class!r}")
+        super().__init__(name, dtype, from_logits, 0.0, axis)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["label_smoothing"]
+        return {**config, "ignore_class": None}
+
+
 class Accuracy(_MeanMetric):
     """How often y_pred equals y_true exactly (Keras' Accuracy class; the name "accuracy"
     in compile picks binary, sparse or categorical accuracy instead)."""
@@ -369,7 +428,7 @@ class R2Score(Metric):
         super().__init__(name, dtype)
 
     def _engine(self, width, weighted):
-        return "r2", {}
+        return "r2", {"weighted": weighted}
 
     def _result(self, s, rows):
         s = np.asarray(s, np.float64)
@@ -446,7 +505,7 @@ class _ConfusionMetric(Metric):
     def _engine(self, width, weighted):
         return "confusion", {"thresholds": self._engine_thresholds(),
                              "iparam": (-1 if self.class_id is None else self.class_id,
-                                        self.top_k or 0)}
+                                        self.top_k or 0), "weighted": weighted}
 
     def _counts(self, s):
         """(tp, fp, tn, fn) per threshold, in the sorted order."""
@@ -569,7 +628,7 @@ class AUC(_ConfusionMetric):
         if not self.from_logits:
             return thr
         # sigmoid(z) > t exactly when z > logit(t)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(thr <= 0, -np.inf, np.where(thr >= 1, np.inf,
                                                         np.log(thr / (1.0 - thr))))
 
@@ -638,7 +697,8 @@ class FBetaScore(Metric):
         super().__init__(name, dtype)
 
     def _engine(self, width, weighted):
-        return "fscore", {"param": math.nan if self.threshold is None else self.threshold}
+        return "fscore", {"param": math.nan if self.threshold is None else self.threshold,
+                          "weighted": weighted}
 
     def _result(self, s, rows):
         s = np.asarray(s, np.float64)
@@ -678,7 +738,7 @@ class F1Score(FBetaScore):
 _CLASSES = (MeanSquaredError, MeanAbsoluteError, RootMeanSquaredError,
             MeanAbsolutePercentageError, MeanSquaredLogarithmicError, LogCoshError,
             KLDivergence, Poisson, Hinge, SquaredHinge, CategoricalHinge, CosineSimilarity,
-            Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
+            BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
             TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, R2Score, AUC, Precision,
             Recall, TruePositives, TrueNegatives, FalsePositives, FalseNegatives, FBetaScore,
             F1Score)
@@ -689,7 +749,8 @@ _BY_NAME.update({cls.__name__.lower(): cls for cls in _CLASSES})
 _BY_NAME.update({"mse": MeanSquaredError, "mae": MeanAbsoluteError,
                  "mape": MeanAbsolutePercentageError, "msle": MeanSquaredLogarithmicError,
                  "rmse": RootMeanSquaredError, "logcosh": LogCoshError, "log_cosh": LogCoshError,
-                 "kld": KLDivergence, "accuracy": _AutoAccuracy, "acc": _AutoAccuracy,
+                 "kld": KLDivergence, "bce": BinaryCrossentropy,
+                 "accuracy": _AutoAccuracy, "acc": _AutoAccuracy,
                  "top_k_categorical_accuracy": TopKCategoricalAccuracy,
                  "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
                  "fbeta_score": FBetaScore})
@@ -701,7 +762,10 @@ _FUNCTIONS = {losses_module.mean_squared_error: MeanSquaredError,
               losses_module.log_cosh: LogCoshError, losses_module.kl_divergence: KLDivergence,
               losses_module.poisson: Poisson, losses_module.hinge: Hinge,
               losses_module.squared_hinge: SquaredHinge,
-              losses_module.categorical_hinge: CategoricalHinge}
+              losses_module.categorical_hinge: CategoricalHinge,
+              losses_module.binary_crossentropy: BinaryCrossentropy,
+              losses_module.categorical_crossentropy: CategoricalCrossentropy,
+              losses_module.sparse_categorical_crossentropy: SparseCategoricalCrossentropy}
 
 
 def get(identifier):

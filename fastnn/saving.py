@@ -109,6 +109,7 @@ def _architecture(model):
 
 def _rebuild(kind, arch):
     """The model _architecture described (fresh weights)."""
+    from fastnn.layers.core import Layer
     from fastnn.layers import Input
     from fastnn.models import Model, Sequential
 
@@ -138,7 +139,9 @@ def _rebuild(kind, arch):
         outs = [made[(n, i)] for n, i in arch["outputs"]]
         model = Model(ins if arch.get("list_inputs") else ins[0],
                       outs if arch.get("list_outputs") else outs[0], name=arch["name"])
-    model.trainable = arch.get("trainable", True)
+    # the model's own flag only: each layer's config carries its own (a frozen layer in a
+    # trainable model stays frozen)
+    Layer.trainable.fset(model, arch.get("trainable", True))
     return model
 
 

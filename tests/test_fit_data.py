@@ -126,6 +126,17 @@ def test_pydataset_workers_keep_the_order():
     b.fit(Batches(x, y, 10, workers=3, max_queue_size=4), epochs=2, shuffle=False, verbose=0)
     _assert_same(a, b)
     assert Sequence is PyDataset
+
+    class NoSuper(Sequence):  # skips super().__init__(): Keras' defaults
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return x[i * 10:(i + 1) * 10], y[i * 10:(i + 1) * 10]
+    c = _model()
+    c.fit(NoSuper(), epochs=2, shuffle=False, verbose=0)
+    _assert_same(a, c)
+    assert NoSuper().workers == 1 and NoSuper().max_queue_size == 10
     with pytest.raises(ValueError, match="Received: workers=-1"):
         Batches(x, y, 10, workers=-1)
 

@@ -204,6 +204,10 @@ def test_layer_input_output_and_shapes():
     assert d1.output is h
     with pytest.raises(AttributeError, match="is not connected"):
         Dense(2).output
+    import copy
+    import pickle
+    assert pickle.loads(pickle.dumps(d1)).name == d1.name  # the calls stay out of its state
+    assert copy.deepcopy(add).name == add.name
     with pytest.raises(AttributeError, match="not built yet"):
         Sequential([Dense(2)]).input
     # Sequential rebuilding its chain does not count as calling its layers again

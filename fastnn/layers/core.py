@@ -31,6 +31,11 @@ def deferred_weights():
         _deferred.active = before
 
 
+# layer -> weak references to the outputs of its symbolic calls (layer.input/.output), kept
+# outside the layers so that they copy and pickle as before
+_CALLS = weakref.WeakKeyDictionary()
+
+
 class KerasTensor:
     """A symbolic tensor: a shape (batch axis None), a dtype, and the layer call that
     made it (the layer and that call's input tensors)."""
@@ -113,7 +118,6 @@ class Layer:
         self._weight_trainable = {}      # name -> created trainable
         self._batch_input_shape = (
             None if input_shape is None else (None,) + _shape_tuple(input_shape, "input_shape"))
-        self._calls = []  # weak references to the outputs of its symbolic calls (.input/.output)
 
     # -- trainability -------------------------------------------------------------
     @property
@@ -135,7 +139,7 @@ class Layer:
         if getattr(_deferred, "active", False):  # shape only: a loaded file is checked first
             value = np.broadcast_to(np.float32(0), tuple(int(d) for d in shape))
         else:
-            value = np.ascontiguousarray(init(tuple(shape)), dtype=np.float32)
+            value = np.array(init(tuple(shape)), dtype=np.float32, order="C")  # 0-d stays 0-d
         self._weight_names.append(name)
         self._weight_trainable[name] = bool(trainable)
         setattr(self, name, value)
@@ -210,8 +214,8 @@ class Layer:
             self._check_inputs(tensors, is_list)
             self._build_once(shapes)
             out = KerasTensor(self.compute_output_shape(shapes), layer=self, inputs=tensors)
-            self._calls = [r for r in getattr(self, "_calls", ()) if r() is not None]
-            self._calls.append(weakref.ref(out))  # calls of a dropped graph fall away
+            calls = [r for r in _CALLS.get(self, ()) if r() is not None]
+            _CALLS[self] = calls + [weakref.ref(out)]  # calls of a dropped graph fall away
             return out
         if any(isinstance(t, KerasTensor) for t in tensors):
             raise TypeError(f"Layer '{self.name}' takes either symbolic tensors or arrays, "
@@ -257,7 +261,7 @@ class Layer:
     # -- the tensors of its call (layers called once, as Keras) ---------------------------
     def _only_call(self, what):
         """The output tensor of the layer's one live symbolic call."""
-        calls = [t for t in (r() for r in getattr(self, "_calls", ())) if t is not None]
+        calls = [t for t in (r() for r in _CALLS.get(self, ())) if t is not None]
         if not calls:
             raise AttributeError(f"Layer '{self.name}' is not connected: it has not been "
                                  f"called on a symbolic tensor, so it has no {what}.")

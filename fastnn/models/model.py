@@ -434,7 +434,7 @@ class Model(Layer):
             return [[] for _ in names]
         if isinstance(arg, dict):
             return [list(m) if isinstance(m, (list, tuple)) else ([] if m is None else [m])
-                    for m in self._per_output(arg, "metrics", [])]
+                    for m in self._per_output(arg, what, [])]
         if not isinstance(arg, (list, tuple)):
             return [[arg] for _ in names]
         if len(names) > 1 and arg and all(isinstance(m, (list, tuple)) for m in arg):
@@ -551,11 +551,7 @@ class Model(Layer):
                                     self._losses[0][0].sparse_labels)]
         names = self.output_names
         if isinstance(y, dict):
-            unknown = sorted(set(y) - set(names))
-            if unknown:
-                raise ValueError(f"{name} names unknown outputs {unknown}; the outputs are "
-                                 f"{names}")
-            y = [y.get(n) for n in names]
+            y = self._by_output_name(y, name)
         elif len(outs) == 1 or not isinstance(y, (list, tuple)):
             y = [y]
         if len(y) != len(outs):
@@ -569,6 +565,14 @@ class Model(Layer):
             targets.append(data.as_targets(t, label, n_rows, outs[j].shape[-1],
                                            spec[0].sparse_labels))
         return targets
+
+    def _by_output_name(self, d, what):
+        """A dict keyed by output name as a list per output (None where absent)."""
+        names = self.output_names
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"{what} names unknown outputs {unknown}; the outputs are {names}")
+        return [d.get(n) for n in names]
 
     def _prepare_sample_weights(self, sample_weight, class_weight, ys, name, n_rows):
         """Keras' sample_weight (one (n,) array for every output, or a list or dict with
@@ -611,11 +615,7 @@ class Model(Layer):
             return None
         names, specs = self.output_names, self._losses
         if isinstance(sample_weight, dict):
-            unknown = sorted(set(sample_weight) - set(names))
-            if unknown:
-                raise ValueError(f"sample_weight names unknown outputs {unknown}; the outputs "
-                                 f"are {names}")
-            per_output = [sample_weight.get(n) for n in names]
+            per_output = self._by_output_name(sample_weight, "sample_weight")
         elif len(names) > 1 and isinstance(sample_weight, (list, tuple)) and \
                 all(w is None or np.ndim(w) >= 1 for w in sample_weight):
             if len(sample_weight) != len(names):
