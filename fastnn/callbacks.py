@@ -97,7 +97,7 @@ class History(Callback):
 
 
 def _format_value(v):
-    v = float(v)
+    v = float(np.mean(v))  # a per-class metric (F1Score(average=None)) shows its mean, as Keras
     return f"{v:.4f}" if abs(v) > 1e-3 or v == 0 else f"{v:.4e}"
 
 

@@ -43,6 +43,13 @@ def _check_smoothing(label_smoothing):
     return float(label_smoothing)
 
 
+def _check_from_logits(from_logits):
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise ValueError(f"from_logits must be True or False. Received: "
+                         f"from_logits={from_logits!r}")
+    return bool(from_logits)
+
+
 def _as_real(a, name):
     arr = np.asarray(a)
     if arr.dtype.kind not in "fiub":
@@ -246,10 +253,7 @@ class _CrossEntropy(Loss):
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
-        if not isinstance(from_logits, (bool, np.bool_)):
-            raise ValueError(f"from_logits must be True or False. Received: "
-                             f"from_logits={from_logits!r}")
-        self.from_logits = bool(from_logits)
+        self.from_logits = _check_from_logits(from_logits)
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 

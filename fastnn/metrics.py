@@ -148,8 +148,9 @@ class _MeanMetric(Metric):
     def _engine(self, width, weighted):
         return self._key, {**self._options, "weighted": weighted}
 
-    def _result(self, s, rows):
-        return float(_divide_no_nan(s[0], s[1] if len(s) > 1 else rows))
+    def _result(self, s, rows):  # plain floats: logs read this after every chunk
+        count = s[1] if len(s) > 1 else rows
+        return float(s[0]) / float(count) if count else 0.0
 
 
 class MeanSquaredError(_MeanMetric):
@@ -260,10 +261,7 @@ class _CrossEntropy(_LossMetric):
     clipped to [1e-7, 1 - 1e-7], as Keras' metrics take them), logits when from_logits."""
 
     def __init__(self, name, dtype, from_logits, label_smoothing=0.0, axis=-1):
-        if not isinstance(from_logits, (bool, np.bool_)):
-            raise ValueError(f"from_logits must be True or False. Received: "
-                             f"from_logits={from_logits!r}")
-        self.from_logits = bool(from_logits)
+        self.from_logits = losses_module._check_from_logits(from_logits)
         self.label_smoothing = losses_module._check_smoothing(label_smoothing)
         self.axis = losses_module._check_axis(axis)
         super().__init__(name, dtype)
@@ -602,9 +600,7 @@ class AUC(_ConfusionMetric):
             raise NotImplementedError("fastnn's AUC flattens the outputs (multi_label=False); "
                                       "multi_label, num_labels and label_weights are not "
                                       "supported")
-        if not isinstance(from_logits, (bool, np.bool_)):
-            raise ValueError(f"from_logits must be True or False. Received: "
-                             f"from_logits={from_logits!r}")
+        losses_module._check_from_logits(from_logits)
         if thresholds is not None:
             inner = sorted(_thresholds(thresholds, 0.5))
             self.num_thresholds = len(inner) + 2

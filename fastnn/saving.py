@@ -158,16 +158,21 @@ def model_config(model):
         from fastnn import optimizers
         compiled = {"optimizer": optimizers.serialize(model.optimizer),
                     "loss": _loss_config(model._loss_arg),
-                    "metrics": model._metrics_arg, "loss_weights": model._loss_weights_arg}
+                    "metrics": _metrics_config(model._metrics_arg),
+                    "weighted_metrics": _metrics_config(
+                        model.__dict__.get("_weighted_metrics_arg")),
+                    "loss_weights": model._loss_weights_arg}
     return {"format": FORMAT, "version": VERSION,
             "class": "Sequential" if isinstance(model, Sequential) else "Model",
             "architecture": _architecture(model), "compile": compiled}
 
 
 def _loss_config(loss):
-    from fastnn.losses import Loss
-    if isinstance(loss, Loss):
-        return {"loss": loss.get_config()}
+    """compile()'s loss argument as JSON: names stay names, Loss objects become
+    {"loss": losses.serialize(...)}; lists and dicts keep their shape."""
+    from fastnn import losses
+    if isinstance(loss, losses.Loss):
+        return {"loss": losses.serialize(loss)}
     if isinstance(loss, dict):
         return {k: _loss_config(v) for k, v in loss.items()}
     if isinstance(loss, (list, tuple)):
@@ -178,13 +183,34 @@ def _loss_config(loss):
 def _loss_from_config(config):
     from fastnn import losses
     if isinstance(config, dict) and set(config) == {"loss"}:
-        spec = dict(config["loss"])
-        loss = losses.get(spec.pop("name"))
-        return type(loss)(**spec) if spec else loss
+        return losses.deserialize(config["loss"])
     if isinstance(config, dict):
         return {k: _loss_from_config(v) for k, v in config.items()}
     if isinstance(config, list):
         return [_loss_from_config(v) for v in config]
+    return config
+
+
+def _metrics_config(metrics):
+    """compile()'s metrics as JSON: Metric objects become {"metric": serialize(...)}."""
+    from fastnn import metrics as metrics_module
+    if isinstance(metrics, metrics_module.Metric):
+        return {"metric": metrics_module.serialize(metrics)}
+    if isinstance(metrics, dict):
+        return {k: _metrics_config(v) for k, v in metrics.items()}
+    if isinstance(metrics, (list, tuple)):
+        return [_metrics_config(v) for v in metrics]
+    return metrics
+
+
+def _metrics_from_config(config):
+    from fastnn import metrics as metrics_module
+    if isinstance(config, dict) and set(config) == {"metric"}:
+        return metrics_module.deserialize(config["metric"])
+    if isinstance(config, dict):
+        return {k: _metrics_from_config(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_metrics_from_config(v) for v in config]
     return config
 
 
@@ -458,7 +484,9 @@ def _load(archive, compile):
         c = config["compile"]
         try:
             model.compile(optimizer=optimizers.deserialize(c["optimizer"]),
-                          loss=_loss_from_config(c["loss"]), metrics=c.get("metrics"),
+                          loss=_loss_from_config(c["loss"]),
+                          metrics=_metrics_from_config(c.get("metrics")),
+                          weighted_metrics=_metrics_from_config(c.get("weighted_metrics")),
                           loss_weights=c.get("loss_weights"))
         except (KeyError, ValueError, TypeError) as e:
             archive.fail(f"its compile settings are invalid ({type(e).__name__}: {e})")

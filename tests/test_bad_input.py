@@ -338,7 +338,7 @@ def test_known_names_are_case_insensitive():
     assert activations.get("ReLU") == "relu" and activations.get(None) == "linear"
     assert activations.get(activations.tanh) == "tanh"
     assert isinstance(losses.get("MSE"), losses.MeanSquaredError)
-    assert metrics.get("Accuracy") == ("accuracy", "accuracy")
+    assert metrics.get("Accuracy").name == "Accuracy"
     assert isinstance(optimizers.get("Adam"), optimizers.Adam)
 
 

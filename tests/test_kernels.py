@@ -383,10 +383,18 @@ def test_public_loss_functions(rng, ref, shape):
     y_pred = rng.standard_normal(shape)
     p2 = y_pred.reshape(shape[0], -1)
     t2 = y_true.reshape(p2.shape)
-    assert losses.mse(y_true, y_pred) == pytest.approx(ref.LOSSES["mse"](p2, t2)[0], rel=1e-6)
-    assert losses.mean_absolute_error(y_true, y_pred) == pytest.approx(
+    # as Keras' functions: one value per sample (the mean over the last axis); a 1-D pair
+    # is one sample of shape[0] values
+    per_row = losses.mse(y_true, y_pred)
+    if len(shape) == 1:
+        assert np.ndim(per_row) == 0
+    else:
+        assert np.shape(per_row) == (shape[0],)
+    assert np.mean(per_row) == pytest.approx(ref.LOSSES["mse"](p2, t2)[0], rel=1e-6)
+    assert np.mean(losses.mean_absolute_error(y_true, y_pred)) == pytest.approx(
         ref.LOSSES["mae"](p2, t2)[0], rel=1e-6)
-    assert isinstance(losses.mse(y_true, y_pred), np.float32)
+    assert losses.MeanSquaredError()(y_true, y_pred) == pytest.approx(
+        ref.LOSSES["mse"](p2, t2)[0], rel=1e-6)
 
 
 def test_public_sparse_cce(rng, ref):

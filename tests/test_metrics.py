@@ -70,6 +70,20 @@ def per_sample(name, p, t, **kw):
     raise ValueError(name)
 
 
+def ref_crossentropy(kind, p, t, smooth=0.0, from_logits=False):
+    """Per-sample cross-entropies as Keras' metrics compute them: from probabilities (rows
+    normalised for the categorical forms) clipped to [1e-7, 1 - 1e-7], or from logits."""
+    if kind == "binary":
+        q = 1 / (1 + np.exp(-p)) if from_logits else p
+        q, s = np.clip(q, EPS, 1 - EPS), t * (1 - smooth) + smooth / 2
+        return np.mean(-(s * np.log(q) + (1 - s) * np.log(1 - q)), axis=1)
+    if kind == "sparse":
+        t = np.eye(p.shape[1])[t[:, 0].astype(int)]
+    q = _softmax(p) if from_logits else p / p.sum(axis=1, keepdims=True)
+    s = t * (1 - smooth) + smooth / p.shape[1]
+    return -np.sum(s * np.log(np.clip(q, EPS, 1 - EPS)), axis=1)
+
+
 def ref_confusion(p, t, thresholds, w=None, class_id=None, top_k=None):
     """(tp, fp, tn, fn) per threshold: predictions > threshold, labels != 0, flattened."""
     w = np.ones(len(p)) if w is None else np.asarray(w, F64)
@@ -191,6 +205,18 @@ CASES = {  # id: (factory, data kind, reference)
     "categorical_hinge": (metrics.CategoricalHinge, "onehot", _mean_ref("categorical_hinge")),
     "cosine": (metrics.CosineSimilarity, "regression", _mean_ref("cosine_similarity")),
     "accuracy_equality": (metrics.Accuracy, "rounded", _mean_ref("equality")),
+    "bce": (metrics.BinaryCrossentropy, "binary",
+            lambda p, t, w: _wmean(ref_crossentropy("binary", p, t), w)),
+    "bce_logits_smoothed": (lambda: metrics.BinaryCrossentropy(from_logits=True,
+                                                               label_smoothing=0.2),
+                            "multilabel", lambda p, t, w: _wmean(
+                                ref_crossentropy("binary", p, t, 0.2, True), w)),
+    "cce": (lambda: metrics.CategoricalCrossentropy(label_smoothing=0.1), "onehot",
+            lambda p, t, w: _wmean(ref_crossentropy("categorical", p, t, 0.1), w)),
+    "cce_logits": (lambda: metrics.CategoricalCrossentropy(from_logits=True), "onehot",
+                   lambda p, t, w: _wmean(ref_crossentropy("categorical", p, t, 0, True), w)),
+    "sparse_cce": (metrics.SparseCategoricalCrossentropy, "labels",
+                   lambda p, t, w: _wmean(ref_crossentropy("sparse", p, t), w)),
     "binary_accuracy": (metrics.BinaryAccuracy, "binary", _mean_ref("binary_accuracy")),
     "binary_accuracy_0.7": (lambda: metrics.BinaryAccuracy(threshold=0.7), "binary",
                             _mean_ref("binary_accuracy", threshold=0.7)),
@@ -440,10 +466,13 @@ def test_threshold_metrics_compare_what_predict_returns(rng):
     assert_value(logs[[k for k in logs if k.startswith("auc")][0]], ref_auc(p, onehot))
     sig = _frozen_model(1, "sigmoid", rng)
     sig.compile(optimizer=optimizers.SGD(0.0), loss="binary_crossentropy",
-                metrics=[metrics.BinaryAccuracy(threshold=0.7)])
+                metrics=[metrics.BinaryAccuracy(threshold=0.7), "binary_crossentropy"])
     y = (rng.random((40, 1)) > 0.5).astype(np.float32)
     p = sig.predict(x).astype(F64)
-    assert_value(sig.evaluate(x, y)[1], np.mean((p > 0.7) == y))
+    loss, accuracy, bce = sig.evaluate(x, y)
+    assert_value(accuracy, np.mean((p > 0.7) == y))
+    assert_value(bce, np.mean(ref_crossentropy("binary", p, y.astype(F64))))
+    assert bce == pytest.approx(loss, rel=1e-5)  # the loss, from the logits
     logit = _frozen_model(1, None, rng)
     logit.compile(optimizer=optimizers.SGD(0.0),
                   loss=losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
@@ -533,7 +562,10 @@ def test_metrics_of_several_outputs(rng):
     ("categorical_accuracy", metrics.CategoricalAccuracy),
     ("sparse_categorical_accuracy", metrics.SparseCategoricalAccuracy),
     ("top_k_categorical_accuracy", metrics.TopKCategoricalAccuracy),
-    ("sparse_top_k_categorical_accuracy", metrics.SparseTopKCategoricalAccuracy)])
+    ("sparse_top_k_categorical_accuracy", metrics.SparseTopKCategoricalAccuracy),
+    ("binary_crossentropy", metrics.BinaryCrossentropy), ("bce", metrics.BinaryCrossentropy),
+    ("categorical_crossentropy", metrics.CategoricalCrossentropy),
+    ("sparse_categorical_crossentropy", metrics.SparseCategoricalCrossentropy)])
 def test_get_by_name(name, cls):
     metric = metrics.get(name)
     assert type(metric) is cls and metric.name == name
@@ -578,6 +610,8 @@ def test_unknown_metric_lists_the_valid_names():
     (lambda: metrics.R2Score(num_regressors=-1), r"Received: num_regressors=-1"),
     (lambda: metrics.Recall(class_id=-2), r"Received: class_id=-2"),
     (lambda: metrics.BinaryAccuracy(threshold="a"), r"Received: threshold='a'"),
+    (lambda: metrics.BinaryCrossentropy(label_smoothing=2), r"Received: label_smoothing=2"),
+    (lambda: metrics.SparseCategoricalCrossentropy(ignore_class=1), r"ignore_class=1"),
 ])
 def test_bad_arguments_raise(make, match):
     with pytest.raises(ValueError, match=match):

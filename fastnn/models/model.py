@@ -32,8 +32,9 @@ _MAX_EPOCHS = (1 << 31) - 1  # the engine counts epochs in a C int
 # Dropout masks are drawn from fit's seed xor this, apart from its shuffles.
 _DROPOUT_STREAM = 0xD1B54A32D192ED03
 # what compile() sets, restored when it raises
-_COMPILE_STATE = ("optimizer", "loss", "_loss_arg", "_metrics_arg", "_loss_weights_arg",
-                  "_compiled_for", "_opt_state", "_losses", "_metrics", "_log_names_cache")
+_COMPILE_STATE = ("optimizer", "loss", "_loss_arg", "_metrics_arg", "_weighted_metrics_arg",
+                  "_loss_weights_arg", "_compiled_for", "_opt_state", "_losses", "_metrics",
+                  "_log_names_cache")
 
 
 class Model(Layer):
@@ -338,7 +339,11 @@ class Model(Layer):
         return (saving.loads, (saving.dumps(self),))
 
     # -- compile ----------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                weighted_metrics=None):
+        """Sets the optimizer, the loss (one for all outputs, a list, or a dict by output
+        name), the metrics and the weighted metrics (weighted by sample_weight/class_weight,
+        as Keras' weighted_metrics) and the loss weights of several outputs."""
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='mse'")
         saved = {k: self.__dict__.get(k) for k in _COMPILE_STATE}
@@ -346,6 +351,7 @@ class Model(Layer):
             self.optimizer = optimizers.get(optimizer)
             self.loss = loss if isinstance(loss, (dict, list, tuple)) else losses.get(loss)
             self._loss_arg, self._metrics_arg = loss, metrics
+            self._weighted_metrics_arg = weighted_metrics
             self._loss_weights_arg = loss_weights
             self._compiled_for = None
             self._opt_state = None
@@ -547,7 +553,7 @@ class Model(Layer):
         """y as a list of checked float32 targets, one per output with a loss."""
         outs = self._graph.outputs
         if len(outs) == 1 and isinstance(y, np.ndarray) and self._losses[0] is not None:
-            return [data.as_targets(y, name, n_rows, outs[0].shape[-1],
+            return [data.as_targets(y, name, n_rows, _target_shape(outs[0]),
                                     self._losses[0][0].sparse_labels)]
         names = self.output_names
         if isinstance(y, dict):
@@ -562,7 +568,7 @@ class Model(Layer):
             if spec is None:
                 continue
             label = name if len(outs) == 1 else f"{name}[{names[j]}]"
-            targets.append(data.as_targets(t, label, n_rows, outs[j].shape[-1],
+            targets.append(data.as_targets(t, label, n_rows, _target_shape(outs[j]),
                                            spec[0].sparse_labels))
         return targets
 
@@ -658,14 +664,21 @@ class Model(Layer):
                                                 steps=-(-xs[0].shape[0] // _INFER_ROWS))
             cbs.on_predict_begin()
         if len(xs) == 1 and len(self._graph.outputs) == 1:
-            self._predict_plan = plan
+            if len(self._graph.outputs[0].shape) == 2:  # rows as the engine returns them
+                self._predict_plan = plan
             outs = [plan.predict(xs[0], _CHUNK_SECONDS)]
         else:
             outs = plan.predict_many(xs, _CHUNK_SECONDS)
+        outs = self._output_shapes(outs)
         if cbs is not None:
             cbs.on_predict_batch_end(cbs.params["steps"] - 1, {"outputs": outs})
             cbs.on_predict_end()
         return outs[0] if len(outs) == 1 else outs
+
+    def _output_shapes(self, outs):
+        """The engine's rows reshaped to outputs of more than two axes, e.g. (n, 4, 3)."""
+        return [o if len(t.shape) == 2 else o.reshape((o.shape[0],) + tuple(t.shape[1:]))
+                for o, t in zip(outs, self._graph.outputs)]
 
     def predict_on_batch(self, x):
         return self.predict(x)
@@ -769,7 +782,8 @@ class Model(Layer):
         self._resolve_compile()
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, "y", n)
-        sws = self._prepare_sample_weights(sample_weight, class_weight, ys, "y", n)
+        sws = None if sample_weight is None and class_weight is None else \
+            self._prepare_sample_weights(sample_weight, class_weight, ys, "y", n)
         # plans are sized in powers of two so that varying batch sizes reuse a few
         plan = self._plan(1 << (n - 1).bit_length(), "loss")
         run = _engine.Run(plan, xs, ys, n, 1, False, 0, 1, sws)
@@ -1119,7 +1133,7 @@ class Model(Layer):
         """predict() on batches from Python."""
         cbs = callbacks_module.CallbackList(callbacks, model=self, verbose=0, steps=steps)
         cbs.on_predict_begin()
-        outs = self._predict_source(x, steps, cbs)
+        outs = self._output_shapes(self._predict_source(x, steps, cbs))
         cbs.on_predict_end()
         return outs[0] if len(outs) == 1 else outs
 
@@ -1146,6 +1160,12 @@ class Model(Layer):
         it, `name` prefixing the symbols (see fastnn.export.c). Returns the two paths."""
         from fastnn.export.c import export_c
         return export_c(self, filepath, name=name)
+
+
+def _target_shape(t):
+    """What as_targets checks targets against: the width, or the feature shape of an
+    output of more than two axes (its targets come as (n, 4, 3) and go in as rows)."""
+    return t.shape[-1] if len(t.shape) == 2 else tuple(t.shape[1:])
 
 
 def _final_activation(t):
