@@ -270,7 +270,7 @@ void fnn_plan_bind(fnn_plan *p, float *arena)
     float *at = arena;
     for (int t = 0; t < p->n_tensors; t++) {
         fnn_tensor *T = &p->tensors[t];
-        T->value = at;
+        T->value = T->rows = at;
         at += pad16(b * T->ld);
         T->grad = NULL;
         if (T->needs_grad) {
@@ -353,6 +353,7 @@ static double losses_and_metrics(const fnn_plan *p, const float *const *targets,
 /* ---- predict and evaluate ------------------------------------------------------------- */
 
 /* Points the input tensors at rows [s, ...) of the caller's arrays (read in place). */
+/* (Training gathers rows into each input's own buffer, `rows`, and points `value` there.) */
 static void feed_inputs(fnn_plan *p, const float *const *x, int64_t s)
 {
     for (int i = 0; i < p->n_inputs; i++) {
@@ -366,9 +367,6 @@ int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int6
 {
     const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
     double deadline = 0.0; /* read once a first chunk leaves rows to do (a latency path) */
-    float *saved[FNN_MAX_OP_INPUTS];
-    for (int i = 0; i < p->n_inputs && i < FNN_MAX_OP_INPUTS; i++)
-        saved[i] = p->tensors[p->inputs[i]].value;
     int64_t s = start;
     while (s < n) {
         const int64_t rows = n - s < p->max_batch ? n - s : p->max_batch;
@@ -376,7 +374,9 @@ int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int6
         forward(p, rows, 0);
         for (int j = 0; j < p->n_outputs; j++) {
             const fnn_tensor *T = &p->tensors[p->outputs[j]];
-            fnn_put_rows(out[j] + s * T->width, T->width, T->value, T->ld, rows, T->width, 0);
+            float *dst = out[j] + s * T->width;
+            for (int64_t r = 0; r < rows; r++)
+                memcpy(dst + r * T->width, T->value + r * T->ld, (size_t)T->width * sizeof(float));
         }
         s += rows;
         if (max_seconds > 0 && s < n) {
@@ -386,8 +386,6 @@ int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int6
                 break;
         }
     }
-    for (int i = 0; i < p->n_inputs && i < FNN_MAX_OP_INPUTS; i++)
-        p->tensors[p->inputs[i]].value = saved[i];
     fnn_fpu_restore(fpu);
     return s;
 }
@@ -399,9 +397,6 @@ int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const
     const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
     const double deadline = max_seconds > 0 ? now_seconds() + max_seconds : 0.0;
     const float *targets[FNN_MAX_OP_INPUTS], *weights[FNN_MAX_OP_INPUTS];
-    float *saved[FNN_MAX_OP_INPUTS];
-    for (int i = 0; i < p->n_inputs && i < FNN_MAX_OP_INPUTS; i++)
-        saved[i] = p->tensors[p->inputs[i]].value;
     if (batch > p->max_batch || batch < 1) batch = p->max_batch;
     int64_t s = start;
     while (s < n) {
@@ -416,8 +411,6 @@ int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const
         s += rows;
         if (deadline > 0 && s < n && now_seconds() >= deadline) break;
     }
-    for (int i = 0; i < p->n_inputs && i < FNN_MAX_OP_INPUTS; i++)
-        p->tensors[p->inputs[i]].value = saved[i];
     fnn_fpu_restore(fpu);
     return s;
 }
@@ -472,8 +465,9 @@ static int train_step(fnn_plan *p, fnn_optimizer *opt, const fnn_run *run, doubl
     const int64_t *perm = run->shuffle ? run->perm : NULL;
     const float *targets[FNN_MAX_OP_INPUTS], *weights[FNN_MAX_OP_INPUTS];
     for (int i = 0; i < p->n_inputs; i++) {
-        const fnn_tensor *T = &p->tensors[p->inputs[i]];
-        gather(T->value, run->x[i], perm, s, rows, T->width);
+        fnn_tensor *T = &p->tensors[p->inputs[i]];
+        T->value = T->rows; /* predict may have pointed it at the caller's rows */
+        gather(T->rows, run->x[i], perm, s, rows, T->width);
     }
     for (int h = 0; h < p->n_heads && h < FNN_MAX_OP_INPUTS; h++) {
         gather(p->heads[h].target, run->y[h], perm, s, rows, p->heads[h].target_width);

@@ -200,7 +200,9 @@ typedef struct {
     int is_input;     /* (in) 1: a model input, filled from the caller's rows */
     int64_t ld;       /* row stride: width for inputs, rounded up to 16 otherwise */
     int needs_grad;   /* depends on a trainable parameter: backward computes dL/d(this) */
-    float *value;     /* max_batch rows, ld apart (bound) */
+    float *value;     /* max_batch rows, ld apart (bound); an input's may point at the
+                         caller's rows (predict, evaluate read them in place) */
+    float *rows;      /* (bound) the tensor's own rows in the arena */
     float *grad;      /* likewise, or NULL when no gradient flows here */
 } fnn_tensor;
 

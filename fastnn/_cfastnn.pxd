@@ -72,6 +72,7 @@ cdef extern from "fastnn.h" nogil:
         int64_t ld
         int needs_grad
         float *value
+        float *rows
         float *grad
 
     ctypedef struct fnn_op:

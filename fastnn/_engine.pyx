@@ -509,6 +509,7 @@ cdef class Plan:
     cdef bint has_index_limits
     cdef int64_t in_width       # the latency path's input width (one input, one output)
     cdef public bint stale      # set when the weights it reads moved to another model's buffers
+    cdef public double chunk_seconds  # predict's time per native call between Ctrl-C checks
     cdef object __weakref__
     cdef cnp.npy_intp out_dims[2]
 
@@ -620,6 +621,7 @@ cdef class Plan:
         self.p.state, self.p.n_state = fptr(state), state.shape[0]
         self.p.max_batch = max_batch
         self.max_batch = max_batch
+        self.chunk_seconds = 0.1
         self._regularization(list(penalties), list(constraints))
         self.spec.update(penalties=list(penalties), constraints=list(constraints))
         self.index_limits = tuple(index_limits or (0,) * len(inputs))
@@ -716,10 +718,11 @@ cdef class Plan:
             self._check_indices(xs, name)
         return n
 
-    def predict(self, cnp.ndarray x, double max_seconds=0.1):
+    def predict(self, cnp.ndarray x):
         """The latency path of a one-input, one-output plan: a checked (n, width) float32
-        array in, a new (n, out) array out. Runs in time-bounded chunks, checking for
-        Ctrl-C between them."""
+        array in, a new (n, out) array out. Runs in chunks of self.chunk_seconds, checking
+        for Ctrl-C between them. (One argument: parsing an optional one cost ~20 ns.)"""
+        cdef double max_seconds = self.chunk_seconds
         if self.stale:
             raise ValueError("this plan's weights moved: rebuild it")
         _check(x, "x", 2)

@@ -56,7 +56,7 @@ class Model(Layer):
         self._store_key = None
         self._log_names_cache = ["loss"]
         self._plans = {}
-        self._predict_plan = None
+        self._predict_fast = None   # the cached plan's bound predict: the latency path
         self._opt_state = None
         self._opt_layout = None
         self.stop_training = False
@@ -81,7 +81,7 @@ class Model(Layer):
         self.output_shape = oshapes if len(outs) > 1 else oshapes[0]
 
     def _invalidate(self):
-        self._plans, self._predict_plan = {}, None
+        self._plans, self._predict_fast = {}, None
 
     @property
     def layers(self):
@@ -643,10 +643,10 @@ class Model(Layer):
     def predict(self, x, batch_size=None, verbose=0, callbacks=None, steps=None):
         """Outputs for x: a new (n, units) float32 array, or a list for several outputs.
         x may be batches from Python (models/batches.py); `steps` limits the batches."""
-        if self._predict_plan is not None and batch_size is None and callbacks is None \
-                and steps is None:
+        fast = self._predict_fast
+        if fast is not None and batch_size is None and callbacks is None and steps is None:
             try:  # the latency path: a checked float32 C-contiguous array goes straight in
-                return self._predict_plan.predict(x)
+                return fast(x)
             except (TypeError, ValueError):
                 pass  # anything else (or a stale plan) takes the converting path below
         if batch_size is not None:
@@ -656,7 +656,8 @@ class Model(Layer):
             return self._predict_batches(x, steps, callbacks)
         xs = self._prepare_inputs(x)
         if steps is not None and batch_size is not None:  # Keras: the first `steps` batches
-            xs = [a[:steps * batch_size] for a in xs]
+            # (a helper, not a comprehension here: its closure cells would cost every call)
+            xs = _rows_of(xs, slice(0, steps * batch_size))
         plan = self._plan(_INFER_ROWS, "predict")
         cbs = None
         if callbacks:
@@ -665,8 +666,8 @@ class Model(Layer):
             cbs.on_predict_begin()
         if len(xs) == 1 and len(self._graph.outputs) == 1:
             if len(self._graph.outputs[0].shape) == 2:  # rows as the engine returns them
-                self._predict_plan = plan
-            outs = [plan.predict(xs[0], _CHUNK_SECONDS)]
+                self._predict_fast = plan.predict
+            outs = [plan.predict(xs[0])]
         else:
             outs = plan.predict_many(xs, _CHUNK_SECONDS)
         outs = self._output_shapes(outs)
@@ -847,10 +848,9 @@ class Model(Layer):
             if split == 0 or split == n:
                 raise ValueError(f"validation_split={validation_split} leaves "
                                  f"{split} of {n} rows for training")
-            val = ([a[split:] for a in xs], [a[split:] for a in ys],
-                   _rows_of(sws, slice(split, None)))
-            xs, ys = [a[:split] for a in xs], [a[:split] for a in ys]
-            sws = _rows_of(sws, slice(0, split))
+            held_out, kept = slice(split, None), slice(0, split)
+            val = (_rows_of(xs, held_out), _rows_of(ys, held_out), _rows_of(sws, held_out))
+            xs, ys, sws = _rows_of(xs, kept), _rows_of(ys, kept), _rows_of(sws, kept)
 
         n = xs[0].shape[0]
         if steps_per_epoch is not None:  # Keras: sets the batch size, else cuts the passes
@@ -1188,9 +1188,9 @@ def _check_final_activation(t, loss):
             "are logits")
 
 
-def _rows_of(sws, rows):
-    """The sample weights (None, or per head None or an array) of rows `rows`."""
-    return None if sws is None else [None if w is None else w[rows] for w in sws]
+def _rows_of(arrays, rows):
+    """Rows `rows` of each array of a list (None entries, or a None list, stay None)."""
+    return None if arrays is None else [None if a is None else a[rows] for a in arrays]
 
 
 def _as_sample_weights(w, name, n_rows):
