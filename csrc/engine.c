@@ -304,16 +304,19 @@ int64_t fnn_totals_size(const fnn_plan *p)
 
 /* ---- the two loops ------------------------------------------------------------------ */
 
+/* (ops and their count read once: the indirect calls would make the compiler reload them) */
 static void forward(fnn_plan *p, int64_t rows, int training)
 {
-    for (int k = 0; k < p->n_ops; k++)
-        fnn_op_table[p->ops[k].kind]->forward(p, &p->ops[k], rows, training);
+    fnn_op *const ops = p->ops;
+    const int n = p->n_ops;
+    for (int k = 0; k < n; k++) fnn_op_table[ops[k].kind]->forward(p, &ops[k], rows, training);
 }
 
 static void backward(const fnn_plan *p, int64_t rows)
 {
+    const fnn_op *const ops = p->ops;
     for (int k = p->n_ops - 1; k >= 0; k--)
-        if (p->ops[k].backward) fnn_op_table[p->ops[k].kind]->backward(p, &p->ops[k], rows);
+        if (ops[k].backward) fnn_op_table[ops[k].kind]->backward(p, &ops[k], rows);
 }
 
 /* The heads' losses on `rows` rows against targets[h] (packed), rows weighted by
