@@ -72,20 +72,21 @@ def _flag(name, value):
     return bool(value)
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """lr(t) = initial_learning_rate * decay_rate ^ (t / decay_steps); with staircase,
-    t / decay_steps is floored, so the rate drops every decay_steps steps."""
+class _RateDecay(LearningRateSchedule):
+    """A decay by `decay_rate` every `decay_steps` steps (the two schedules below differ
+    only in their formula, evaluated in C: csrc/optimizers.c)."""
+    kind = None
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="ExponentialDecay"):
+                 name=None):
         self.initial_learning_rate = _number("initial_learning_rate", initial_learning_rate)
         self.decay_steps = _decay_steps(decay_steps)
         self.decay_rate = _number("decay_rate", decay_rate)
         self.staircase = _flag("staircase", staircase)
-        self.name = name
+        self.name = type(self).__name__ if name is None else name
 
     def _spec(self):
-        return {"kind": "exponential", "initial": self.initial_learning_rate,
+        return {"kind": self.kind, "initial": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase}
 
@@ -93,6 +94,12 @@ class ExponentialDecay(LearningRateSchedule):
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_RateDecay):
+    """lr(t) = initial_learning_rate * decay_rate ^ (t / decay_steps); with staircase,
+    t / decay_steps is floored, so the rate drops every decay_steps steps."""
+    kind = "exponential"
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -145,27 +152,10 @@ class PolynomialDecay(LearningRateSchedule):
                 "power": self.power, "cycle": self.cycle, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
     """lr(t) = initial_learning_rate / (1 + decay_rate * t / decay_steps); with staircase,
     t / decay_steps is floored."""
-
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="InverseTimeDecay"):
-        self.initial_learning_rate = _number("initial_learning_rate", initial_learning_rate)
-        self.decay_steps = _decay_steps(decay_steps)
-        self.decay_rate = _number("decay_rate", decay_rate)
-        self.staircase = _flag("staircase", staircase)
-        self.name = name
-
-    def _spec(self):
-        return {"kind": "inverse_time", "initial": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase}
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
+    kind = "inverse_time"
 
 
 class CosineDecay(LearningRateSchedule):

@@ -54,6 +54,24 @@ static double loss_ref(const double *w, const double *a, const double *bin, cons
     return total / N;
 }
 
+/* One training step on all N rows, in order; its totals added to tot. */
+static int one_step(fnn_plan *p, fnn_optimizer *opt, const float *const *xs,
+                    const float *const *ys, double *tot)
+{
+    int64_t perm[N];
+    fnn_run r;
+    memset(&r, 0, sizeof r);
+    r.x = xs;
+    r.y = ys;
+    r.n = N;
+    r.batch = N;
+    r.perm = perm;
+    r.epochs = 1;
+    r.totals = tot;
+    r.totals_cap = 1;
+    return fnn_plan_train(p, opt, &r, 1, 0.0, 0);
+}
+
 static int run(int path)
 {
     enum { NP = A * H + H + H * H + H + (H + B) + 1 };
@@ -160,18 +178,7 @@ static int run(int path)
     fnn_optimizer_init(&opt, NP);
     double totals[3] = {0, 0, 0};
     const float *ys[1] = {t};
-    int64_t perm[N];
-    fnn_run r;
-    memset(&r, 0, sizeof r);
-    r.x = xs;
-    r.y = ys;
-    r.n = N;
-    r.batch = N;
-    r.perm = perm;
-    r.epochs = 1;
-    r.totals = totals;
-    r.totals_cap = 1;
-    const int status = fnn_plan_train(&p, &opt, &r, 1, 0.0, 0);
+    const int status = one_step(&p, &opt, xs, ys, totals);
     expect(status == FNN_RUN_DONE, "status", status, FNN_RUN_DONE);
     for (int i = 0; i < NP; i++) {
         const double h = 1e-6, keep = w64[i];
@@ -191,16 +198,7 @@ static int run(int path)
     double first = -1, last = 0;
     for (int e = 0; e < 50; e++) {
         double tot[3] = {0, 0, 0};
-        memset(&r, 0, sizeof r);
-        r.x = xs;
-        r.y = ys;
-        r.n = N;
-        r.batch = N;
-        r.perm = perm;
-        r.epochs = 1;
-        r.totals = tot;
-        r.totals_cap = 1;
-        fnn_plan_train(&p, &opt, &r, 1, 0.0, 0);
+        one_step(&p, &opt, xs, ys, tot);
         last = tot[1] / tot[0];
         if (first < 0) first = last;
     }
