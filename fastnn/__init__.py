@@ -34,7 +34,7 @@ from fastnn._blas import set_num_threads
 from fastnn.layers import Input
 from fastnn.models import Model, Sequential
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Input", "Model", "Sequential", "activations", "backend", "callbacks", "datasets",
            "initializers", "layers", "losses", "metrics", "optimizers", "set_num_threads",
            "utils"]

@@ -1161,6 +1161,12 @@ class Model(Layer):
         from fastnn.export.c import export_c
         return export_c(self, filepath, name=name)
 
+    def to_onnx(self, path=None, opset=17):
+        """The forward pass as an ONNX ModelProto, saved to `path` when given (see
+        fastnn.export.onnx; needs `pip install onnx`)."""
+        from fastnn.export.onnx import to_onnx
+        return to_onnx(self, path, opset=opset)
+
 
 def _target_shape(t):
     """What as_targets checks targets against: the width, or the feature shape of an
