@@ -1,5 +1,5 @@
 """Command line: ``python -m fastnn demo``, ``python -m fastnn bench [--quick]`` and
-``python -m fastnn export model.fastnn --c DIR [--name NAME]``."""
+``python -m fastnn export model.fastnn [--c DIR] [--name NAME] [--onnx FILE]``."""
 import argparse
 import json
 import os
@@ -242,22 +242,26 @@ def bench(args):
 
 
 def export(args):
-    from fastnn.export import c
+    from fastnn.export import c, to_onnx
     from fastnn.models import load_model
 
-    if args.c is None:
-        print("python -m fastnn export: say what to write: --c DIR (C99 source)",
-              file=sys.stderr)
+    if args.c is None and args.onnx is None:
+        print("python -m fastnn export: say what to write: --c DIR (C99 source) and/or "
+              "--onnx FILE", file=sys.stderr)
         return 2
     try:
-        name = c.default_name(args.model) if args.name is None else c.check_name(args.name)
         model = load_model(args.model, compile=False)
-        os.makedirs(args.c, exist_ok=True)
-        paths = c.export_c(model, os.path.join(args.c, name + ".c"), name=name)
-    except (ValueError, OSError) as e:
+        if args.c is not None:
+            name = c.default_name(args.model) if args.name is None else c.check_name(args.name)
+            os.makedirs(args.c, exist_ok=True)
+            paths = c.export_c(model, os.path.join(args.c, name + ".c"), name=name)
+            print(f"wrote {paths[0]} and {paths[1]}")
+        if args.onnx is not None:
+            to_onnx(model, args.onnx)
+            print(f"wrote {args.onnx}")
+    except (ValueError, OSError, ImportError) as e:
         print(f"python -m fastnn export: error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {paths[0]} and {paths[1]}")
     return 0
 
 
@@ -295,6 +299,8 @@ def main(argv=None):
                                    "DIR/NAME.c and DIR/NAME.h (see Model.export_c).")
     p.add_argument("model", help="the saved model file")
     p.add_argument("--c", metavar="DIR", help="write C99 source into this folder")
+    p.add_argument("--onnx", metavar="FILE", help="write an ONNX model (needs the onnx "
+                                                  "package)")
     p.add_argument("--name", help="C name prefixing the symbols and files (default: the "
                                   "model file's name)")
     p.set_defaults(func=export)

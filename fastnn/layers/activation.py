@@ -77,8 +77,17 @@ class _ActivationLayer(Layer):
 
 
 class Activation(_ActivationLayer):
-    """Applies an activation given by name ("relu", "gelu", ...) or as a function of
-    fastnn.activations (at Keras' default parameters)."""
+    """Applies an activation function to its input: ``y = activation(x)``.
+
+    Args:
+        activation: a name ("relu", "sigmoid", "tanh", "softmax", "gelu", ...) or a
+            function of fastnn.activations, run at Keras' default parameters.
+        **kwargs: the base Layer's arguments (name, input_shape, ...).
+
+    Example::
+
+        x = fastnn.layers.Activation("tanh")(x)
+    """
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -92,8 +101,20 @@ class Activation(_ActivationLayer):
 
 
 class ReLU(_ActivationLayer):
-    """max(x, 0) by default; in general (Keras' definition) max_value from x >= max_value,
-    x for threshold < x < max_value, negative_slope * (x - threshold) below."""
+    """The rectified linear unit: ``max(x, 0)`` with the default arguments.
+
+    In general (Keras' definition): max_value where x >= max_value, x where
+    threshold <= x < max_value, and negative_slope * (x - threshold) below threshold.
+
+    Args:
+        max_value: default None (no cap); a non-negative float capping the output.
+        negative_slope: default 0.0; a non-negative slope below the threshold.
+        threshold: default 0.0; a non-negative float, where the slope changes.
+        **kwargs: the base Layer's arguments.
+
+    Raises:
+        ValueError: when an argument is negative (or max_value not a number).
+    """
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -118,7 +139,13 @@ class ReLU(_ActivationLayer):
 
 
 class LeakyReLU(_ActivationLayer):
-    """x for x > 0, negative_slope * x otherwise."""
+    """The leaky ReLU: x for x > 0, negative_slope * x otherwise.
+
+    Args:
+        negative_slope: default 0.3 (Keras'); a non-negative float. The deprecated
+            name `alpha` is still accepted, with a warning.
+        **kwargs: the base Layer's arguments.
+    """
 
     def __init__(self, negative_slope=0.3, **kwargs):
         if "alpha" in kwargs:
@@ -135,7 +162,12 @@ class LeakyReLU(_ActivationLayer):
 
 
 class ELU(_ActivationLayer):
-    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+    """The exponential linear unit: x for x > 0, alpha * (exp(x) - 1) otherwise.
+
+    Args:
+        alpha: default 1.0; a finite float, the scale of the negative part.
+        **kwargs: the base Layer's arguments.
+    """
 
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__(**kwargs)
@@ -153,7 +185,13 @@ class ELU(_ActivationLayer):
 
 
 class Softmax(_ActivationLayer):
-    """exp(x) / sum(exp(x)) along `axis` (an int or a list; the last axes of the input)."""
+    """The softmax: exp(x) / sum(exp(x)) along `axis`.
+
+    Args:
+        axis: default -1; an int or a list of ints. fastnn normalises over the last
+            axes of the input only (the axis, or the listed trailing axes).
+        **kwargs: the base Layer's arguments.
+    """
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -167,10 +205,23 @@ class Softmax(_ActivationLayer):
 
 
 class PReLU(Layer):
-    """x for x > 0, alpha * x otherwise, with alpha a trained weight of the input's feature
-    shape; shared_axes: the axes along which one alpha serves (e.g. [1] for one alpha per
-    channel of a (batch, steps, channels) input). The engine takes the sharings whose
-    unshared axes are adjacent (every sharing of 2-D and 3-D inputs)."""
+    """The parametric ReLU: x for x > 0, alpha * x otherwise, alpha a trained weight.
+
+    alpha has the input's feature shape, or 1 along the `shared_axes`. The engine takes
+    the sharings whose unshared axes are adjacent (every sharing of 2-D and 3-D inputs).
+
+    Args:
+        alpha_initializer: default "zeros".
+        alpha_regularizer: must stay None (not supported yet).
+        alpha_constraint: must stay None (not supported yet).
+        shared_axes: default None (one alpha per value); feature axes (ints >= 1)
+            along which one alpha serves, e.g. [1] for one alpha per channel of a
+            (batch, steps, channels) input.
+        **kwargs: the base Layer's arguments.
+
+    Raises:
+        ValueError: on an alpha_regularizer or alpha_constraint, or invalid shared_axes.
+    """
 
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None,
                  shared_axes=None, **kwargs):

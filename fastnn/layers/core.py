@@ -38,7 +38,11 @@ _CALLS = weakref.WeakKeyDictionary()
 
 class KerasTensor:
     """A symbolic tensor: a shape (batch axis None), a dtype, and the layer call that
-    made it (the layer and that call's input tensors)."""
+    made it (the layer and that call's input tensors).
+
+    Input() returns one, and calling a layer on one returns another: they describe the
+    graph a functional Model is built from and hold no values.
+    """
 
     def __init__(self, shape, dtype="float32", layer=None, inputs=()):
         self.shape = tuple(shape)
@@ -94,9 +98,31 @@ def as_tensor_list(inputs):
 
 
 class Layer:
-    """Keras' layer shape. Weights are float32 arrays made by add_weight and kept as
-    attributes of that name; once a model holds the layer they are views into the
-    model's flat buffers (trainable parameters, or state for frozen weights)."""
+    """The base class of all layers, with Keras' shape.
+
+    A layer validates and stores its configuration in ``__init__``, creates its weights
+    in ``build(input_shape)`` (on its first call), and computes its outputs in
+    ``compute_output_shape`` (symbolically) and ``_lower`` (the engine ops it compiles
+    to; the training loop never calls Python per step). ``call`` computes the outputs
+    of arrays directly (``layer(x)`` on a NumPy batch), for the layers that define it.
+
+    Weights are float32 arrays made by add_weight and kept as attributes of that name;
+    once a model holds the layer they are views into the model's flat buffers
+    (trainable parameters, or state for frozen weights).
+
+    Args:
+        name: default None gives the snake-case class name, numbered ("dense",
+            "dense_1", ...).
+        input_shape: default None; the shape of one sample (no batch axis), for the
+            first layer of a Sequential model.
+        trainable: default True; False freezes the layer's weights.
+        dtype: None or "float32" (fastnn computes in float32 only).
+        input_dim: default None; shorthand for ``input_shape=(input_dim,)``.
+
+    Raises:
+        TypeError: on an unknown keyword argument.
+        ValueError: on an empty name or another dtype than float32.
+    """
 
     def __init__(self, name=None, input_shape=None, trainable=True, dtype=None,
                  input_dim=None, **kwargs):
@@ -122,6 +148,7 @@ class Layer:
     # -- trainability -------------------------------------------------------------
     @property
     def trainable(self):
+        """Whether the optimizer updates the layer's weights (settable)."""
         return self._trainable
 
     @trainable.setter
@@ -132,7 +159,26 @@ class Layer:
 
     # -- weights ------------------------------------------------------------------
     def add_weight(self, name, shape, initializer="glorot_uniform", trainable=True):
-        """Creates a float32 weight, stores it as attribute `name` and returns it."""
+        """Creates a float32 weight, stores it as attribute `name` and returns it.
+
+        Call it from ``build``. The weight joins the model's flat buffers when a model
+        holding the layer is compiled into a plan.
+
+        Args:
+            name: the weight's name and the attribute holding it, e.g. "kernel".
+            shape: the weight's shape, a tuple of ints.
+            initializer: default "glorot_uniform"; a name or a fastnn.initializers
+                instance or callable.
+            trainable: default True; False makes a non-trainable weight (state such as
+                BatchNormalization's moving mean).
+
+        Returns:
+            The new float32 array.
+
+        Raises:
+            ValueError: when the layer already has a weight of that name, or the
+                initializer is unknown.
+        """
         if name in self._weight_trainable:
             raise ValueError(f"Layer '{self.name}' already has a weight named {name!r}")
         init = initializers.get(initializer)
@@ -153,6 +199,7 @@ class Layer:
 
     @property
     def weights(self):
+        """The layer's weights: trainable ones first, each group in creation order."""
         return [getattr(self, n) for n, _ in self._weight_entries()]
 
     @property
@@ -168,15 +215,26 @@ class Layer:
         return [getattr(self, n) for n, t in self._weight_entries() if not t]
 
     def count_params(self):
+        """Returns the number of values in the layer's weights (raises ValueError before build)."""
         if not self.built:
             raise ValueError(f"You tried to call count_params on layer '{self.name}', "
                              "but the layer isn't built.")
         return int(sum(w.size for w in self.weights))
 
     def get_weights(self):
+        """Returns copies of the layer's weights (a list of float32 arrays)."""
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
+        """Sets the layer's weights in place from a list of arrays, all or nothing.
+
+        Args:
+            weights: one array per weight, in get_weights' order and shapes.
+
+        Raises:
+            ValueError: on a wrong count or shape or a non-finite value (nothing is
+                written then).
+        """
         own = self.weights
         if len(weights) != len(own):
             raise ValueError(f"Layer '{self.name}' expects {len(own)} weight arrays, "
@@ -192,11 +250,31 @@ class Layer:
 
     # -- structure --------------------------------------------------------------
     def build(self, input_shape):
+        """Creates the layer's weights for inputs of `input_shape`; called once, on the
+        layer's first call.
+
+        Subclasses create their weights with add_weight, then call ``super().build``,
+        which records the input and output shapes and sets ``built``.
+
+        Args:
+            input_shape: the input's shape with the batch axis first (None), e.g.
+                (None, 13); a list of shapes for a layer with several inputs.
+        """
         self.input_shape = input_shape
         self.output_shape = self.compute_output_shape(input_shape)
         self.built = True
 
     def compute_output_shape(self, input_shape):
+        """Returns the output's shape for an input of `input_shape` (batch axis first).
+
+        The base layer returns the input shape (element-wise layers).
+
+        Args:
+            input_shape: a shape tuple, or a list of them for several inputs.
+
+        Returns:
+            The output shape, a tuple.
+        """
         return tuple(input_shape)
 
     def _build_once(self, input_shape):
@@ -239,6 +317,18 @@ class Layer:
                              f"got a list of {len(inputs)}")
 
     def call(self, x):
+        """Computes the layer's output for a float32 array batch `x` (``layer(x)``).
+
+        Used when the layer is called on arrays outside a model; inside a model the
+        layer runs in the engine through the ops its ``_lower`` emits. Layers without an
+        array path raise NotImplementedError.
+
+        Args:
+            x: a float32 array (n, ...), or a list of them for several inputs.
+
+        Returns:
+            A float32 array.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no call()")
 
     def _lower(self, ctx, inputs):
@@ -249,6 +339,15 @@ class Layer:
 
     # -- config ------------------------------------------------------------------
     def get_config(self):
+        """Returns the layer's configuration: the constructor arguments as a JSON-able dict.
+
+        ``type(layer).from_config(layer.get_config())`` makes an equal layer with fresh
+        weights; fastnn.saving relies on it. Subclasses add their own arguments to the
+        base dict (name, trainable, and input_shape when given).
+
+        Returns:
+            A dict.
+        """
         config = {"name": self.name, "trainable": self.trainable}
         if self._batch_input_shape is not None:
             config["input_shape"] = self._batch_input_shape[1:]
@@ -256,6 +355,7 @@ class Layer:
 
     @classmethod
     def from_config(cls, config):
+        """Returns a new layer (fresh weights) from get_config()'s dict."""
         return cls(**config)
 
     # -- the tensors of its call (layers called once, as Keras) ---------------------------
@@ -311,7 +411,12 @@ def _same_feature_shapes(a, b):
 
 
 class InputLayer(Layer):
-    """The layer behind Input(): it holds the model's input shape, no weights."""
+    """The layer behind Input(): it holds the model's input shape, no weights.
+
+    Args:
+        shape: the shape of one sample, without the batch axis, e.g. (13,).
+        name: default None gives "input_1", "input_2", ...
+    """
 
     def __init__(self, shape, name=None):
         # tf.keras 2.x numbers inputs from 1: input_1, input_2, ...
@@ -335,7 +440,28 @@ class InputLayer(Layer):
 
 
 def Input(shape=None, batch_size=None, name=None, dtype="float32"):
-    """A symbolic input: Input(shape=(13,)) has shape (None, 13)."""
+    """Returns a symbolic input tensor, the start of a functional model.
+
+    Args:
+        shape: required; the shape of one sample without the batch axis, e.g. (13,).
+            Input(shape=(13,)) has shape (None, 13).
+        batch_size: must stay None: fastnn models take any batch size.
+        name: default None gives "input_1", "input_2", ...
+        dtype: "float32" (the default and the only dtype fastnn computes in).
+
+    Returns:
+        A KerasTensor.
+
+    Raises:
+        ValueError: when `shape` is missing, or `batch_size` or `dtype` is given
+            another value.
+
+    Example::
+
+        inputs = fastnn.Input(shape=(13,))
+        outputs = fastnn.layers.Dense(1)(inputs)
+        model = fastnn.Model(inputs, outputs)
+    """
     if shape is None:
         raise ValueError("Input() needs a shape, e.g. Input(shape=(13,))")
     if batch_size is not None:
@@ -347,7 +473,36 @@ def Input(shape=None, batch_size=None, name=None, dtype="float32"):
 
 
 class Dense(Layer):
-    """y = activation(x . kernel + bias), kernel of shape (input_dim, units)."""
+    """The densely connected layer: ``y = activation(x . kernel + bias)``.
+
+    The kernel has shape (input_dim, units). Unlike Keras, the input must be 2-D
+    (batch, features): put a Flatten first for more axes. The activation is fused into
+    the engine's dense kernel.
+
+    Args:
+        units: a positive int, the output's width.
+        activation: default None (linear); a name ("relu", "sigmoid", "softmax", ...)
+            or a fastnn.activations function.
+        use_bias: default True; whether to add the bias vector.
+        kernel_initializer: default "glorot_uniform".
+        bias_initializer: default "zeros".
+        kernel_regularizer: default None; e.g. "l2" or fastnn.regularizers.L2(1e-4):
+            its penalty is added to the loss.
+        bias_regularizer: default None; as kernel_regularizer, for the bias.
+        activity_regularizer: default None; a penalty on the layer's output.
+        kernel_constraint: default None; e.g. fastnn.constraints.MaxNorm(3): applied to
+            the kernel after each optimizer step.
+        bias_constraint: default None; as kernel_constraint, for the bias.
+        **kwargs: the base Layer's arguments (name, input_shape, trainable, ...).
+
+    Raises:
+        ValueError: when `units` is not a positive integer (e.g. "Received: units=-3"),
+            or an argument names nothing known.
+
+    Example::
+
+        layer = fastnn.layers.Dense(10, activation="relu", input_shape=(13,))
+    """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,

@@ -8,6 +8,22 @@ from fastnn.layers.core import Layer
 
 
 class Dropout(Layer):
+    """Randomly sets a fraction `rate` of the inputs to 0 while training.
+
+    The kept values are scaled by 1 / (1 - rate) so that the expected sum is unchanged;
+    at inference (predict, evaluate, calling the layer) the input passes through. The
+    masks come from the model's seeded random stream (fastnn.utils.set_random_seed).
+
+    Args:
+        rate: a float in [0, 1), the fraction of the inputs to drop.
+        noise_shape: must stay None: fastnn drops every value independently.
+        seed: accepted for Keras compatibility; the masks follow the global seed.
+        **kwargs: the base Layer's arguments.
+
+    Raises:
+        ValueError: when rate is outside [0, 1) or noise_shape is given.
+    """
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError("Invalid value received for argument `rate`. Expected a float "

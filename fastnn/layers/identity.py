@@ -3,6 +3,12 @@ from fastnn.layers.core import Layer
 
 
 class Identity(Layer):
+    """Returns its input unchanged: a placeholder layer that compiles to no op.
+
+    Args:
+        **kwargs: the base Layer's arguments (name, input_shape, ...).
+    """
+
     def call(self, x):
         return x
 

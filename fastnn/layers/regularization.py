@@ -6,6 +6,16 @@ from fastnn.layers.core import Layer
 
 
 class ActivityRegularization(Layer):
+    """Passes its input through and adds an activity penalty to the loss.
+
+    The penalty is (l1 * sum|x| + l2 * sum x^2) / batch size, as in Keras 3.
+
+    Args:
+        l1: default 0.0; the non-negative L1 factor.
+        l2: default 0.0; the non-negative L2 factor.
+        **kwargs: the base Layer's arguments.
+    """
+
     def __init__(self, l1=0.0, l2=0.0, **kwargs):
         self._penalty = regularizers.L1L2(l1=l1, l2=l2)  # checks l1, l2
         super().__init__(**kwargs)

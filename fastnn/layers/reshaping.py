@@ -21,7 +21,15 @@ class _Reshaping(Layer):
 
 
 class Flatten(_Reshaping):
-    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in row-major (channels_last) order."""
+    """Flattens each sample: (batch, d1, d2, ...) -> (batch, d1 * d2 * ...).
+
+    Values keep their row-major (channels_last) order; the layer costs nothing in the
+    engine.
+
+    Args:
+        data_format: None or "channels_last" (the only order fastnn keeps).
+        **kwargs: the base Layer's arguments.
+    """
 
     def __init__(self, data_format=None, **kwargs):
         if data_format not in (None, "channels_last"):
@@ -39,8 +47,19 @@ class Flatten(_Reshaping):
 
 
 class Reshape(_Reshaping):
-    """(batch, ...) -> (batch, *target_shape); one entry of target_shape may be -1 (the
-    size that keeps the number of features)."""
+    """Reshapes each sample: (batch, ...) -> (batch, *target_shape).
+
+    The layer costs nothing in the engine (the values keep their order).
+
+    Args:
+        target_shape: a tuple of positive ints, the shape of one output sample; one
+            entry may be -1, the size that keeps the number of features.
+        **kwargs: the base Layer's arguments.
+
+    Raises:
+        TypeError: when target_shape is not a tuple of ints.
+        ValueError: when target_shape is invalid or does not fit the input's size.
+    """
 
     def __init__(self, target_shape, **kwargs):
         try:

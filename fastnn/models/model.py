@@ -38,10 +38,51 @@ _COMPILE_STATE = ("optimizer", "loss", "_loss_arg", "_metrics_arg", "_weighted_m
 
 
 class Model(Layer):
-    """Model(inputs, outputs): the layers called between Input tensors and outputs.
-    Subclass it and define call(inputs) to compose layers in Python; the call is traced
-    once with symbolic inputs into the same graph. A model is a layer: calling it on a
-    tensor inside another model inlines its graph there (one output)."""
+    """A model: the layers called between its Input tensors and its outputs.
+
+    A model groups layers into a graph that trains and predicts as one object; the
+    first fit, evaluate or predict compiles that graph into a plan the C engine runs
+    (whole epochs per native call when nothing watches between them). There are three
+    ways to build one, as in Keras:
+
+    1. Functional API: call layers on Input tensors, then ``Model(inputs, outputs)``.
+    2. Subclassing: derive from Model, create layers in ``__init__`` and compose them in
+       ``call(inputs)``. The call is traced once on symbolic inputs into the same kind
+       of graph (so ``call`` must be built from layers; it does not run per step).
+    3. ``Sequential``: a plain stack of single-input layers (see fastnn.Sequential).
+
+    A model is also a layer: calling it on a tensor inside another model inlines its
+    graph there (models with one output).
+
+    Args:
+        inputs: an Input tensor, or a list (or dict) of them. Required with `outputs`
+            for a functional model; leave both None when subclassing.
+        outputs: the tensor (or list of tensors) computed from `inputs`.
+        name: the model's name; default None gives "model", "model_1", ...
+        trainable: keyword only, default True; False freezes every layer of the model.
+
+    Raises:
+        ValueError: when only one of `inputs` and `outputs` is given.
+        TypeError: on an unknown keyword argument.
+
+    Example::
+
+        inputs = fastnn.Input(shape=(13,))
+        x = fastnn.layers.Dense(10, activation="relu")(inputs)
+        outputs = fastnn.layers.Dense(1)(x)
+        model = fastnn.Model(inputs, outputs)
+        model.compile(optimizer="rmsprop", loss="mse")
+        model.fit(x_train, y_train, epochs=10, batch_size=32)
+
+        class TwoLayers(fastnn.Model):
+            def __init__(self):
+                super().__init__()
+                self.hidden = fastnn.layers.Dense(10, activation="relu")
+                self.out = fastnn.layers.Dense(1)
+
+            def call(self, inputs):
+                return self.out(self.hidden(inputs))
+    """
 
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
         trainable = kwargs.pop("trainable", True)
@@ -85,6 +126,7 @@ class Model(Layer):
 
     @property
     def layers(self):
+        """The model's layers in graph order (the InputLayers of a functional model too)."""
         if self._graph is None:
             return []
         return list(self._graph.layers)
@@ -123,7 +165,20 @@ class Model(Layer):
         return list(self._graph.outputs) if self._list_outputs else self._graph.outputs[0]
 
     def get_layer(self, name=None, index=None):
-        """A layer by name or by index in model.layers, as Keras."""
+        """Returns one of the model's layers, by name or by position.
+
+        Args:
+            name: the layer's name (a str); default None.
+            index: the layer's position in ``model.layers`` (negative counts from the
+                end); default None. Give exactly one of `name` and `index`.
+
+        Returns:
+            The Layer.
+
+        Raises:
+            ValueError: when both or neither are given, the index is out of range, or no
+                layer has that name (the message lists the existing names).
+        """
         if (name is None) == (index is None):
             raise ValueError("Provide exactly one of name= or index=. Received: "
                              f"name={name!r}, index={index!r}")
@@ -146,10 +201,26 @@ class Model(Layer):
                              f"input_shape, before calling {what}.")
 
     def summary(self, line_length=None, positions=None, print_fn=None):
+        """Prints a table of the layers: name (type), output shape, parameter count.
+
+        Functional models with merges also list each layer's inputs ("Connected to");
+        the footer gives the total, trainable and non-trainable parameter counts.
+
+        Args:
+            line_length: width of the table in characters, an int in [20, 1000];
+                default None gives 65 for a chain of layers, 98 otherwise.
+            positions: where the columns end, as fractions of `line_length` (all <= 1)
+                or as absolute character positions; default None (Keras' layout).
+            print_fn: called with each line instead of ``print``; default None.
+
+        Raises:
+            ValueError: when the model is not built yet, or `line_length` is invalid.
+        """
         self._require_built("summary()")
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
 
     def count_params(self):
+        """Returns the number of values in all the model's weights (trainable or not)."""
         self._require_built("count_params()")
         return int(sum(w.size for w in self.weights))
 
@@ -279,9 +350,28 @@ class Model(Layer):
         return [getattr(layer, name) for layer, name, t in self._weight_entries() if not t]
 
     def get_weights(self):
+        """Returns copies of the model's weights as a list of float32 NumPy arrays.
+
+        The order is that of ``model.weights``: layer by layer in graph order, each
+        layer's weights in creation order (Dense: kernel, then bias). Changing the
+        returned arrays does not change the model; use set_weights for that.
+
+        Returns:
+            A list of new float32 arrays.
+        """
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
+        """Sets all the model's weights from a list of arrays, all or nothing.
+
+        Args:
+            weights: a list of arrays in get_weights' order, one per weight, each of
+                that weight's shape. Values are copied (converted to float32).
+
+        Raises:
+            ValueError: on a wrong count or shape, or a non-finite value; every array is
+                checked before any is written, so a failed call leaves the model as is.
+        """
         own = self.weights
         if len(weights) != len(own):
             raise ValueError(f"Model '{self.name}' expects {len(own)} weight arrays "
@@ -311,19 +401,49 @@ class Model(Layer):
 
     # -- saving -------------------------------------------------------------------------
     def save(self, filepath):
-        """Saves architecture, weights and compile settings (see fastnn.saving)."""
+        """Saves the whole model to one file: architecture, weights, compile settings.
+
+        The file is fastnn's own format (safe to load: no pickled code, versioned and
+        checksummed; see fastnn.saving), also holding the optimizer's state so that a
+        reloaded model resumes training where it stopped. Reload it with
+        ``fastnn.models.load_model(filepath)``. Unlike Keras, the name is used exactly as
+        given (no ".keras" extension is required or added).
+
+        Args:
+            filepath: a path (str or os.PathLike) or a writable binary file object.
+
+        Example::
+
+            model.save("housing.fnn")
+            again = fastnn.models.load_model("housing.fnn")
+        """
         from fastnn import saving
         saving.save_model(self, filepath)
 
     def save_weights(self, filepath):
-        """Saves get_weights() alone (a fastnn file, see fastnn.saving), to a path under
-        exactly the name given or to a binary file object."""
+        """Saves the model's weights alone (get_weights' arrays) to a fastnn file.
+
+        Args:
+            filepath: a path (str or os.PathLike), used under exactly the name given, or
+                a writable binary file object.
+        """
         from fastnn import saving
         saving.save_weights(self, filepath)
 
     def load_weights(self, filepath):
-        """Loads weights written by save_weights (or save) into this model: all or nothing.
-        Keras' .weights.h5 (and legacy .h5) files go to fastnn.export.keras_in."""
+        """Loads weights into this model from a file, all or nothing.
+
+        Reads files written by save_weights or save (of a model with the same weight
+        shapes), and also Keras' ``.weights.h5`` and legacy ``.h5`` files (through
+        fastnn.export.keras_in).
+
+        Args:
+            filepath: a path (str or os.PathLike) or a readable binary file object.
+
+        Raises:
+            ValueError: when the file's weights do not match this model's in count or
+                shape, or the file is not a valid weights file; the model is unchanged.
+        """
         from fastnn import saving
         from fastnn.export import keras_in
         if keras_in.is_keras_file(filepath):
@@ -341,9 +461,34 @@ class Model(Layer):
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
                 weighted_metrics=None):
-        """Sets the optimizer, the loss (one for all outputs, a list, or a dict by output
-        name), the metrics and the weighted metrics (weighted by sample_weight/class_weight,
-        as Keras' weighted_metrics) and the loss weights of several outputs."""
+        """Configures the model for training: optimizer, loss and metrics.
+
+        Args:
+            optimizer: an optimizer name ("rmsprop", "adam", "sgd", ...: default
+                arguments) or a fastnn.optimizers instance; default "rmsprop".
+            loss: required (unlike Keras, fastnn has no model without a loss): a name
+                ("mse", "binary_crossentropy", ...), a fastnn.losses instance or
+                function; for several outputs one loss for all, a list per output, or a
+                dict keyed by output name.
+            metrics: default None; a list of metric names ("mae", "accuracy", ...) or
+                fastnn.metrics instances, or for several outputs a list of such lists or
+                a dict keyed by output name. They run in the engine, and are logged
+                under their names (with "<output>_" in front for several outputs).
+            loss_weights: default None (all 1); a list or dict of floats weighting
+                each output's loss in the total loss.
+            weighted_metrics: default None; metrics as `metrics`, computed with the
+                sample_weight / class_weight given to fit or evaluate.
+
+        Raises:
+            ValueError: on a missing or unknown loss, metric or optimizer, or a metric
+                that cannot apply to the output; a failed compile leaves the model as it
+                was.
+
+        Example::
+
+            model.compile(optimizer=fastnn.optimizers.Adam(learning_rate=1e-3),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        """
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='mse'")
         saved = {k: self.__dict__.get(k) for k in _COMPILE_STATE}
@@ -641,8 +786,34 @@ class Model(Layer):
 
     # -- predict --------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose=0, callbacks=None, steps=None):
-        """Outputs for x: a new (n, units) float32 array, or a list for several outputs.
-        x may be batches from Python (models/batches.py); `steps` limits the batches."""
+        """Returns the model's outputs for the inputs `x`.
+
+        Runs the forward pass in the engine in blocks of rows (dropout and noise layers
+        are off). A single call on a float32 C-contiguous array takes a cached fast path.
+
+        Args:
+            x: the inputs: an array of shape (n, *input_shape) (converted to float32),
+                a list of arrays or a dict keyed by input name for several inputs, or
+                batches from Python (a generator, an iterable or a PyDataset yielding x,
+                (x,) or (x, y) tuples).
+            batch_size: default None. The engine always works in blocks of up to 1024
+                rows; with `steps`, only the first steps * batch_size rows are predicted.
+            verbose: accepted for Keras compatibility; predict prints no progress.
+            callbacks: default None; a list of Callbacks whose on_predict_* hooks run.
+            steps: default None (all); the number of batches to predict.
+
+        Returns:
+            A new float32 array of shape (n, *output_shape), or a list of them for a
+            model with several outputs.
+
+        Raises:
+            ValueError: when x does not match the model's inputs (shape, count, finite
+                numbers) or an argument is invalid.
+
+        Example::
+
+            y_pred = model.predict(x_test)
+        """
         fast = self._predict_fast
         if fast is not None and batch_size is None and callbacks is None and steps is None:
             try:  # the latency path: a checked float32 C-contiguous array goes straight in
@@ -682,14 +853,49 @@ class Model(Layer):
                 for o, t in zip(outs, self._graph.outputs)]
 
     def predict_on_batch(self, x):
+        """Returns the outputs for one batch `x`: the same as ``predict(x)``.
+
+        Args:
+            x: the inputs (an array, or a list or dict of arrays for several inputs).
+
+        Returns:
+            A float32 array, or a list of them for several outputs.
+        """
         return self.predict(x)
 
     # -- evaluate -------------------------------------------------------------------------
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False,
                  callbacks=None, steps=None, sample_weight=None):
-        """The loss (and metrics) over (x, y): a float, or [loss, *metrics]. x may be
-        batches from Python (models/batches.py); `steps` limits the batches.
-        sample_weight: as fit's (the loss and weighted metrics)."""
+        """Returns the loss and metrics of the model on the data (x, y).
+
+        Runs in the engine over the whole set (no weights change; dropout is off).
+
+        Args:
+            x: the inputs: an array, a list or dict of arrays, or batches from Python
+                yielding (x, y) or (x, y, sample_weight) (then `y` stays None).
+            y: the targets: an array, or a list or dict of arrays per output.
+            batch_size: default None (32); with `steps` or batch callbacks, the rows of
+                each batch.
+            verbose: accepted for Keras compatibility; evaluate prints no progress.
+            return_dict: default False; True returns a dict {name: value}.
+            callbacks: default None; a list of Callbacks whose on_test_* hooks run.
+            steps: default None (all); the number of batches to evaluate.
+            sample_weight: default None; per-sample weights as fit's, applied to the
+                loss and to the weighted_metrics.
+
+        Returns:
+            The loss as a float when there are no metrics, else the list
+            [loss, *metrics] in ``model.metrics_names`` order (or a dict, see
+            `return_dict`).
+
+        Raises:
+            RuntimeError: when the model is not compiled.
+            ValueError: when x or y do not match the model, or an argument is invalid.
+
+        Example::
+
+            loss, mae = model.evaluate(x_test, y_test)
+        """
         self._require_compiled("evaluate()")
         batch = _check_batch_size(batch_size)
         steps = _check_steps("steps", steps)
@@ -736,6 +942,17 @@ class Model(Layer):
         return logs
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Returns the loss and metrics on one batch (x, y), without training.
+
+        Args:
+            x: the inputs (an array, or a list or dict of arrays).
+            y: the targets (an array, or a list or dict of arrays per output).
+            sample_weight: default None; per-sample weights as fit's.
+            return_dict: default False; True returns a dict {name: value}.
+
+        Returns:
+            The loss (a float) or [loss, *metrics], or a dict, as evaluate.
+        """
         return self.evaluate(x, y, batch_size=None, return_dict=return_dict,
                              sample_weight=sample_weight)
 
@@ -775,9 +992,24 @@ class Model(Layer):
     # -- one step ---------------------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
-        """One optimizer step on (x, y) as a single batch: the loss (before the step), or
-        [loss, *metrics]. The lean path for online training: no shuffle, no History.
-        sample_weight, class_weight: as fit's."""
+        """Runs one optimizer step on (x, y) taken as a single batch.
+
+        The lean path for online training: no shuffling, no History, no callbacks.
+
+        Args:
+            x: the inputs (an array, or a list or dict of arrays).
+            y: the targets (an array, or a list or dict of arrays per output).
+            sample_weight: default None; per-sample weights as fit's.
+            class_weight: default None; {class index: weight} as fit's.
+            return_dict: default False; True returns a dict {name: value}.
+
+        Returns:
+            The loss computed before the step (a float), or [loss, *metrics], or a dict.
+
+        Raises:
+            RuntimeError: when the model is not compiled.
+            ValueError: when x or y do not match the model.
+        """
         self._require_compiled("train_on_batch()")
         xs = self._prepare_inputs(x)
         self._resolve_compile()
@@ -801,12 +1033,65 @@ class Model(Layer):
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
-        """Trains for `epochs` epochs; returns a History. x (and validation_data) may also
-        be batches from Python: a generator, an iterable, a PyDataset (models/batches.py).
-        sample_weight: per-sample weights of the loss (one (n,) array, or a list or dict
-        with one per output); class_weight: {class: weight} (one output); validation_data
-        may hold a third item, its sample weights. As Keras: the batch loss is
-        sum_i w_i loss_i / batch rows, and only weighted_metrics use the weights."""
+        """Trains the model for a number of epochs on (x, y).
+
+        With arrays, the engine runs whole epochs (shuffle, forward, loss, backward,
+        optimizer step) in native code and hands control back to Python about every
+        0.1 s, or at each batch when a callback asks for batch hooks. Training stops
+        with a RuntimeWarning if the loss or the weights become NaN or Inf.
+
+        Args:
+            x: the inputs: an array of shape (n, *input_shape) (converted to float32),
+                a list or dict of arrays for several inputs, or batches from Python (a
+                generator, an iterable or a PyDataset yielding (x, y) or
+                (x, y, sample_weight); then `y` stays None).
+            y: the targets: an array (n, ...) (integer labels for the sparse losses), or
+                a list or dict keyed by output name for several outputs.
+            batch_size: rows per optimizer step; default None (32). The last batch of an
+                epoch may be smaller.
+            epochs: default 1; the index of the last epoch: training runs epochs
+                `initial_epoch` to `epochs` - 1.
+            verbose: "auto" (default, same as 1), 0 silent, 1 a progress bar, 2 one
+                line per epoch.
+            callbacks: default None; a list of fastnn.callbacks.Callback.
+            validation_split: default 0.0; a fraction in [0, 1) of the rows held out
+                for validation: the last rows of x and y, taken before shuffling.
+            validation_data: default None; (x_val, y_val) or
+                (x_val, y_val, sample_weight_val), or batches; evaluated after each
+                epoch and logged as "val_loss", "val_<metric>". Overrides
+                `validation_split`.
+            shuffle: default True; reshuffle the rows before each epoch.
+            class_weight: default None; {class index: weight} multiplying the loss of
+                each sample by the weight of its class (one output).
+            sample_weight: default None; per-sample weights of the loss: one (n,)
+                array, or a list or dict with one per output. As Keras, a batch's loss is
+                sum_i w_i loss_i / rows, and only `weighted_metrics` use the weights.
+            initial_epoch: default 0; the epoch to start at (to resume a training).
+            steps_per_epoch: default None (one pass over x); batches per epoch. Without
+                `batch_size` it sets the batch size to ceil(n / steps_per_epoch).
+            validation_steps: default None (all); batches of validation data used.
+            validation_batch_size: default None; checked for Keras compatibility,
+                but validation on arrays always runs in the engine's blocks of up to
+                1024 rows (the result does not depend on the block size).
+            validation_freq: default 1; validate every `validation_freq` epochs, or
+                after the epochs (counted from 1) listed in a list.
+
+        Returns:
+            A fastnn.callbacks.History: ``history.history`` maps each logged name
+            ("loss", metrics, "val_loss", ...) to its per-epoch values.
+
+        Raises:
+            RuntimeError: when the model is not compiled.
+            ValueError: when x or y do not match the model, or an argument is invalid
+                (the message names the argument and echoes its value).
+
+        Example::
+
+            model.compile(optimizer="rmsprop", loss="mse", metrics=["mae"])
+            history = model.fit(x_train, y_train, batch_size=32, epochs=100,
+                                validation_split=0.2, verbose=0)
+            history.history["val_loss"][-1]
+        """
         self._require_compiled("fit()")
         batch_given = batch_size is not None
         batch_size = _check_batch_size(batch_size)
@@ -1156,8 +1441,16 @@ class Model(Layer):
 
     # -- export ---------------------------------------------------------------------------
     def export_c(self, filepath, name=None):
-        """Writes the forward pass as self-contained C99: filepath (.c) and its .h beside
-        it, `name` prefixing the symbols (see fastnn.export.c). Returns the two paths."""
+        """Writes the model's forward pass as self-contained C99 source.
+
+        Args:
+            filepath: the file to write, ending in ".c"; its .h header is written
+                beside it.
+            name: default None (the file's stem); the prefix of every public C symbol.
+
+        Returns:
+            The paths of the two files written (see fastnn.export.c).
+        """
         from fastnn.export.c import export_c
         return export_c(self, filepath, name=name)
 

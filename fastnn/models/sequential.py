@@ -6,6 +6,30 @@ from fastnn.models.model import Model
 
 
 class Sequential(Model):
+    """A model made of a plain stack of layers, each with one input and one output.
+
+    Sugar over the functional Model: the stack becomes the graph
+    Input -> layer -> layer -> ..., rebuilt whenever the stack changes. Give the input
+    shape with an Input as the first entry (or `input_shape=` on the first layer);
+    without it the model is built from the data's shape at the first fit/predict.
+
+    Args:
+        layers: default None; a list of layers (an Input may come first) to add.
+        name: default None gives "sequential", "sequential_1", ...
+        trainable: default True; False freezes every layer.
+
+    Example::
+
+        model = fastnn.Sequential([
+            fastnn.Input(shape=(13,)),
+            fastnn.layers.Dense(10, activation="relu"),
+            fastnn.layers.Dense(10, activation="relu"),
+            fastnn.layers.Dense(1),
+        ])
+        model.compile(optimizer="rmsprop", loss="mse", metrics=["mae"])
+        model.fit(x_train, y_train, epochs=100, batch_size=32, verbose=0)
+    """
+
     def __init__(self, layers=None, name=None, trainable=True):
         super().__init__(name=name or utils.unique_name("sequential"), trainable=trainable)
         self._input_layer = None
@@ -14,6 +38,18 @@ class Sequential(Model):
             self.add(layer)
 
     def add(self, layer):
+        """Adds a layer on top of the stack.
+
+        Args:
+            layer: a Layer, or an Input (only as the first entry: it sets the model's
+                input shape).
+
+        Raises:
+            TypeError: when `layer` is not a layer.
+            ValueError: when an Input comes after other entries, the layer is already
+                in the model, or it does not accept the previous layer's output (the
+                model is then left as it was).
+        """
         if isinstance(layer, KerasTensor) and isinstance(layer._layer, InputLayer):
             layer = layer._layer
         if not isinstance(layer, Layer):
@@ -39,6 +75,11 @@ class Sequential(Model):
                 raise
 
     def pop(self):
+        """Removes the last layer of the stack and returns it.
+
+        Raises:
+            TypeError: when the model has no layers (as Keras).
+        """
         if not self._stack:
             raise TypeError("There are no layers in the model.")
         layer = self._stack.pop()
@@ -56,7 +97,17 @@ class Sequential(Model):
         self._set_graph(self._input_layer.output, t)
 
     def build(self, input_shape=None):
-        """Builds the stack for inputs of input_shape (batch axis first, as Keras)."""
+        """Builds the model (creates its weights) for inputs of a given shape.
+
+        Not needed when the model has an Input or its first layer an `input_shape`.
+
+        Args:
+            input_shape: the inputs' shape with the batch axis first, e.g. (None, 13);
+                default None (only valid when the model already knows its input).
+
+        Raises:
+            ValueError: when no input shape is known or given.
+        """
         if self._graph is None:
             if input_shape is None:
                 raise ValueError("Sequential.build() needs an input_shape, e.g. (None, 13)")
@@ -81,6 +132,7 @@ class Sequential(Model):
 
     @property
     def layers(self):  # as Keras: the InputLayer is not listed
+        """The stacked layers, in order (without the InputLayer, as Keras)."""
         return list(self._stack)
 
     def _summary_layers(self):
