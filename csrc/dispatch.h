@@ -3,7 +3,7 @@
 #ifndef FASTNN_DISPATCH_H
 #define FASTNN_DISPATCH_H
 
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) /* GCC and clang */
 #define FNN_HAVE_X86_DISPATCH 1
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma")))

@@ -16,69 +16,109 @@ import numpy as np
 
 
 class Callback:
-    """Base class: every hook does nothing. Subclasses override the hooks they need."""
+    """Base class of the callbacks: every hook does nothing by default.
+
+    Subclasses override the hooks they need. fit, evaluate and predict call the hooks
+    with `logs` dicts of floats ("loss", the metrics, "val_..."); ``self.model`` is the
+    model being run and ``self.params`` holds {"verbose", "epochs", "steps"}. fastnn
+    runs many steps per native call: a callback that overrides a batch hook makes fit
+    stop after every step to call it, so epoch-level hooks are the cheap ones.
+
+    Example::
+
+        class PrintLoss(fastnn.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                print(epoch, logs["loss"])
+
+        model.fit(x, y, epochs=5, callbacks=[PrintLoss()])
+    """
 
     def __init__(self):
         self.model = None
         self.params = {}
 
     def set_model(self, model):
+        """Sets ``self.model`` (called by fit, evaluate and predict)."""
         self.model = model
 
     def set_params(self, params):
+        """Sets ``self.params``: {"verbose", "epochs", "steps"} of the running call."""
         self.params = params
 
     def on_train_begin(self, logs=None):
+        """Called once at the start of fit, before the first epoch."""
         pass
 
     def on_train_end(self, logs=None):
+        """Called once at the end of fit with the last epoch's logs."""
         pass
 
     def on_epoch_begin(self, epoch, logs=None):
+        """Called at the start of epoch `epoch` (counted from 0) during fit."""
         pass
 
     def on_epoch_end(self, epoch, logs=None):
+        """Called at the end of epoch `epoch` (from 0) with its logs: "loss", the
+        metrics, and "val_" entries when fit validates. Set
+        ``self.model.stop_training = True`` to stop."""
         pass
 
     def on_train_batch_begin(self, batch, logs=None):
+        """Called before training batch `batch` (from 0 in each epoch)."""
         self.on_batch_begin(batch, logs=logs)  # the pre-2.0 Keras name, still honoured
 
     def on_train_batch_end(self, batch, logs=None):
+        """Called after training batch `batch` with the epoch's running logs."""
         self.on_batch_end(batch, logs=logs)
 
     def on_batch_begin(self, batch, logs=None):
+        """Keras' older name of on_train_batch_begin, still called by it."""
         pass
 
     def on_batch_end(self, batch, logs=None):
+        """Keras' older name of on_train_batch_end, still called by it."""
         pass
 
     def on_test_begin(self, logs=None):
+        """Called at the start of evaluate (and of fit's validation)."""
         pass
 
     def on_test_end(self, logs=None):
+        """Called at the end of evaluate (and of fit's validation) with its logs."""
         pass
 
     def on_test_batch_begin(self, batch, logs=None):
+        """Called before each evaluation batch (overriding it makes evaluate run
+        batch by batch)."""
         pass
 
     def on_test_batch_end(self, batch, logs=None):
+        """Called after each evaluation batch with the running logs."""
         pass
 
     def on_predict_begin(self, logs=None):
+        """Called at the start of predict."""
         pass
 
     def on_predict_end(self, logs=None):
+        """Called at the end of predict."""
         pass
 
     def on_predict_batch_begin(self, batch, logs=None):
+        """Called before a predict batch."""
         pass
 
     def on_predict_batch_end(self, batch, logs=None):
+        """Called after a predict batch; logs["outputs"] holds its outputs."""
         pass
 
 
 class History(Callback):
-    """Per-epoch logs: history.history["loss"], ["val_loss"], ...; history.epoch."""
+    """Records the logs of every epoch; fit returns it.
+
+    ``history.history`` maps each logged name ("loss", "val_loss", metrics, ...) to the
+    list of its per-epoch values; ``history.epoch`` lists the epochs run (from 0).
+    """
 
     def __init__(self):
         super().__init__()

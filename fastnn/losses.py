@@ -64,7 +64,19 @@ class Loss:
 
     reduction: "sum_over_batch_size" (the default, as "mean": sum of the weighted
     per-sample losses over the number of samples), "sum", "mean_with_sample_weight" (over
-    the sum of the weights), or None/"none" (the per-sample values; arrays only)."""
+    the sum of the weights), or None/"none" (the per-sample values; arrays only).
+
+    Args:
+        reduction: default "sum_over_batch_size"; see above.
+        name: default None (the class's default name, e.g. "mean_squared_error").
+        dtype: None or "float32" (fastnn computes losses in float32).
+
+    Example::
+
+        loss = fastnn.losses.MeanSquaredError()
+        value = loss(y_true, y_pred)
+        model.compile(optimizer="adam", loss=loss)
+    """
     key = None               # the engine's kernel (_engine.LOSSES)
     from_logits = True       # False: the model's last activation is folded into the loss
     output_activation = None  # ... and must be this one
@@ -327,63 +339,117 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 # ---- functions: the per-sample losses, as Keras' -------------------------------------------
 
 def mean_squared_error(y_true, y_pred):
+    """Returns the per-sample mean squared error of y_true and y_pred.
+
+    See MeanSquaredError for the formula and the arguments.
+    """
     return MeanSquaredError().call(y_true, y_pred)
 
 
 def mean_absolute_error(y_true, y_pred):
+    """Returns the per-sample mean absolute error of y_true and y_pred.
+
+    See MeanAbsoluteError for the formula and the arguments.
+    """
     return MeanAbsoluteError().call(y_true, y_pred)
 
 
 def mean_absolute_percentage_error(y_true, y_pred):
+    """Returns the per-sample mean absolute percentage error of y_true and y_pred.
+
+    See MeanAbsolutePercentageError for the formula and the arguments.
+    """
     return MeanAbsolutePercentageError().call(y_true, y_pred)
 
 
 def mean_squared_logarithmic_error(y_true, y_pred):
+    """Returns the per-sample mean squared logarithmic error of y_true and y_pred.
+
+    See MeanSquaredLogarithmicError for the formula and the arguments.
+    """
     return MeanSquaredLogarithmicError().call(y_true, y_pred)
 
 
 def cosine_similarity(y_true, y_pred, axis=-1):
+    """Returns the per-sample negated cosine similarity of y_true and y_pred.
+
+    See CosineSimilarity for the formula and the arguments.
+    """
     return CosineSimilarity(axis=axis).call(y_true, y_pred)
 
 
 def huber(y_true, y_pred, delta=1.0):
+    """Returns the per-sample Huber loss of y_true and y_pred (see Huber for the formula)."""
     return Huber(delta=delta).call(y_true, y_pred)
 
 
 def log_cosh(y_true, y_pred):
+    """Returns the per-sample log-cosh loss of y_true and y_pred.
+
+    See LogCosh for the formula and the arguments.
+    """
     return LogCosh().call(y_true, y_pred)
 
 
 def kl_divergence(y_true, y_pred):
+    """Returns the per-sample Kullback-Leibler divergence of y_true and y_pred.
+
+    See KLDivergence for the formula and the arguments.
+    """
     return KLDivergence().call(y_true, y_pred)
 
 
 def poisson(y_true, y_pred):
+    """Returns the per-sample Poisson loss of y_true and y_pred.
+
+    See Poisson for the formula and the arguments.
+    """
     return Poisson().call(y_true, y_pred)
 
 
 def hinge(y_true, y_pred):
+    """Returns the per-sample hinge loss of y_true and y_pred (see Hinge for the formula)."""
     return Hinge().call(y_true, y_pred)
 
 
 def squared_hinge(y_true, y_pred):
+    """Returns the per-sample squared hinge loss of y_true and y_pred.
+
+    See SquaredHinge for the formula and the arguments.
+    """
     return SquaredHinge().call(y_true, y_pred)
 
 
 def categorical_hinge(y_true, y_pred):
+    """Returns the per-sample categorical hinge loss of y_true and y_pred.
+
+    See CategoricalHinge for the formula and the arguments.
+    """
     return CategoricalHinge().call(y_true, y_pred)
 
 
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Returns the per-sample binary cross-entropy of y_true and y_pred.
+
+    See BinaryCrossentropy for the formula and the arguments.
+    """
     return BinaryCrossentropy(from_logits, label_smoothing, axis).call(y_true, y_pred)
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Returns the per-sample categorical cross-entropy of y_true and y_pred.
+
+    See CategoricalCrossentropy for the formula and the arguments.
+    """
     return CategoricalCrossentropy(from_logits, label_smoothing, axis).call(y_true, y_pred)
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
                                     axis=-1):
+    """Returns the per-sample cross-entropy of integer labels y_true and y_pred.
+
+    See SparseCategoricalCrossentropy for the formula and the arguments.
+    """
     return SparseCategoricalCrossentropy(from_logits, ignore_class, axis=axis).call(y_true,
                                                                                      y_pred)
 

@@ -32,6 +32,29 @@ def _positive(value, name, limit=None):
 
 
 class Embedding(Layer):
+    """Turns integer indices into rows of a trained matrix (input_dim, output_dim).
+
+    An input of shape (None, k) holding indices (given as integer or float arrays)
+    gives an output of shape (None, k, output_dim). fit, evaluate and predict reject
+    indices outside [0, input_dim) with a ValueError.
+
+    Args:
+        input_dim: a positive int (at most 2**24), the vocabulary size.
+        output_dim: a positive int, the size of each embedding vector.
+        embeddings_initializer: default "uniform".
+        embeddings_regularizer: default None; a penalty on the matrix.
+        embeddings_constraint: default None; applied after each update.
+        mask_zero: must stay False (fastnn has no masks).
+        weights: default None; an initial (input_dim, output_dim) matrix.
+        lora_rank: must stay None (not supported).
+        activity_regularizer: default None; a penalty on the output.
+        **kwargs: the base Layer's arguments (the deprecated `input_length` is ignored
+            with a warning).
+
+    Raises:
+        ValueError: on invalid sizes or weights, or mask_zero / lora_rank.
+    """
+
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
                  weights=None, lora_rank=None, activity_regularizer=None, **kwargs):

@@ -41,6 +41,15 @@ class _Merge(Layer):
 
 
 class Add(_Merge):
+    """Adds a list of inputs of one shape, value by value: a + b + ...
+
+    Args:
+        **kwargs: the base Layer's arguments (name, ...).
+
+    Example::
+
+        y = fastnn.layers.Add()([a, b])
+    """
     op = "add"
 
     def _numpy(self, xs):
@@ -48,6 +57,11 @@ class Add(_Merge):
 
 
 class Subtract(_Merge):
+    """Subtracts the second of exactly two inputs from the first: a - b.
+
+    Args:
+        **kwargs: the base Layer's arguments (name, ...).
+    """
     op = "subtract"
     min_inputs = max_inputs = 2
 
@@ -56,6 +70,11 @@ class Subtract(_Merge):
 
 
 class Multiply(_Merge):
+    """Multiplies a list of inputs of one shape, value by value: a * b * ...
+
+    Args:
+        **kwargs: the base Layer's arguments (name, ...).
+    """
     op = "multiply"
 
     def _numpy(self, xs):
@@ -63,6 +82,11 @@ class Multiply(_Merge):
 
 
 class Average(_Merge):
+    """Averages a list of inputs of one shape, value by value: (a + b + ...) / n.
+
+    Args:
+        **kwargs: the base Layer's arguments (name, ...).
+    """
     op = "average"
 
     def _numpy(self, xs):
@@ -70,6 +94,11 @@ class Average(_Merge):
 
 
 class Maximum(_Merge):
+    """Takes the value-by-value maximum of a list of inputs of one shape.
+
+    Args:
+        **kwargs: the base Layer's arguments (name, ...).
+    """
     op = "maximum"
 
     def _numpy(self, xs):
@@ -77,6 +106,11 @@ class Maximum(_Merge):
 
 
 class Minimum(_Merge):
+    """Takes the value-by-value minimum of a list of inputs of one shape.
+
+    Args:
+        **kwargs: the base Layer's arguments (name, ...).
+    """
     op = "minimum"
 
     def _numpy(self, xs):
@@ -84,7 +118,16 @@ class Minimum(_Merge):
 
 
 class Concatenate(_Merge):
-    """Joins the inputs along `axis` (the features: -1, or 1 for 2-D inputs)."""
+    """Joins a list of 2-D inputs along the features: (n, a), (n, b) -> (n, a + b).
+
+    Args:
+        axis: default -1; -1 or 1 (fastnn concatenates 2-D inputs along the features
+            only).
+        **kwargs: the base Layer's arguments (name, ...).
+
+    Raises:
+        ValueError: for another axis.
+    """
     op = "concatenate"
     min_inputs = 1
 
@@ -106,27 +149,32 @@ class Concatenate(_Merge):
 
 
 def add(inputs, **kwargs):
-    """Functional form of Add: add([a, b])."""
+    """Functional form of Add: add([a, b]) is a + b."""
     return Add(**kwargs)(inputs)
 
 
 def subtract(inputs, **kwargs):
+    """Functional form of Subtract: subtract([a, b]) is a - b."""
     return Subtract(**kwargs)(inputs)
 
 
 def multiply(inputs, **kwargs):
+    """Functional form of Multiply: multiply([a, b]) is a * b."""
     return Multiply(**kwargs)(inputs)
 
 
 def average(inputs, **kwargs):
+    """Functional form of Average: average([a, b]) is (a + b) / 2."""
     return Average(**kwargs)(inputs)
 
 
 def maximum(inputs, **kwargs):
+    """Functional form of Maximum: maximum([a, b]) is max(a, b) per value."""
     return Maximum(**kwargs)(inputs)
 
 
 def minimum(inputs, **kwargs):
+    """Functional form of Minimum: minimum([a, b]) is min(a, b) per value."""
     return Minimum(**kwargs)(inputs)
 
 

@@ -47,8 +47,16 @@ class _Noise(Layer):
 
 
 class GaussianNoise(_Noise):
-    """Training: x + N(0, stddev^2) per value, stddev in [0, 1] (Keras'). seed: kept in the
-    config; the noise follows the model's stream, as Dropout's masks do."""
+    """Adds zero-centred Gaussian noise while training: x + N(0, stddev^2) per value.
+
+    At inference the input passes through.
+
+    Args:
+        stddev: a float in [0, 1], the noise's standard deviation (Keras' range).
+        seed: default None; an int kept in the config. The noise follows the model's
+            seeded stream, as Dropout's masks do.
+        **kwargs: the base Layer's arguments.
+    """
     op, arg = "gaussian_noise", "stddev"
 
     def __init__(self, stddev, seed=None, **kwargs):
@@ -56,8 +64,16 @@ class GaussianNoise(_Noise):
 
 
 class GaussianDropout(_Noise):
-    """Training: x * N(1, rate / (1 - rate)) per value, rate in [0, 1) (1 would be an
-    infinite variance)."""
+    """Multiplies by Gaussian noise of mean 1 while training: x * N(1, rate / (1 - rate)).
+
+    At inference the input passes through.
+
+    Args:
+        rate: a float in [0, 1) (1 would be an infinite variance).
+        seed: default None; an int kept in the config (the noise follows the model's
+            seeded stream).
+        **kwargs: the base Layer's arguments.
+    """
     op, arg, closed = "gaussian_dropout", "rate", False
 
     def __init__(self, rate, seed=None, **kwargs):

@@ -68,7 +68,21 @@ class Normalization(Layer):
     x * max(sqrt(variance), 1e-7) + mean. mean/variance come from adapt(data) (stored as
     non-trainable weights: saved, loaded, counted by summary as Keras 3 counts them, with
     the number of adapted samples) or are given; given ones are kept as non-trainable
-    weights too (the engine reads them from its state buffer), where Keras holds constants."""
+    weights too (the engine reads them from its state buffer), where Keras holds constants.
+
+    Args:
+        axis: default -1; the axis (or list of axes) that keeps its own statistics;
+            None for one mean and variance over every value.
+        mean: default None; the mean to use (give variance too), instead of adapt().
+        variance: default None; the variance to use, with mean.
+        invert: default False; True maps normalized values back.
+        **kwargs: the base Layer's arguments.
+
+    Example::
+
+        norm = fastnn.layers.Normalization()
+        norm.adapt(x_train)
+    """
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
         _check_axis(axis, allow_list=True, allow_none=True)
@@ -248,7 +262,23 @@ class BatchNormalization(_Affine):
     (1 - momentum); at inference (predict, evaluate, calling the layer) m and v are the
     moving statistics. A frozen layer (trainable=False) always runs as at inference and
     keeps its moving statistics, as in Keras 3. Weights: gamma, beta (trainable),
-    moving_mean, moving_variance (non-trainable)."""
+    moving_mean, moving_variance (non-trainable).
+
+    Args:
+        axis: default -1; the features axis.
+        momentum: default 0.99; the moving statistics' momentum.
+        epsilon: default 1e-3; added to the variance.
+        center: default True; add the trained offset beta.
+        scale: default True; multiply by the trained scale gamma.
+        beta_initializer: default "zeros".
+        gamma_initializer: default "ones".
+        moving_mean_initializer: default "zeros".
+        moving_variance_initializer: default "ones".
+        beta_regularizer, gamma_regularizer: default None; penalties on beta, gamma.
+        beta_constraint, gamma_constraint: default None; applied after each update.
+        synchronized: must stay False (TensorFlow only in Keras).
+        **kwargs: the base Layer's arguments.
+    """
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
@@ -315,7 +345,20 @@ class BatchNormalization(_Affine):
 class LayerNormalization(_Affine):
     """gamma * (x - m) / sqrt(v + epsilon) + beta with m, v the mean and variance of each
     sample over `axis` (the last axis, or a list of trailing axes), the same in training
-    and inference; gamma and beta have the shape of those axes."""
+    and inference; gamma and beta have the shape of those axes.
+
+    Args:
+        axis: default -1; an int or a list of trailing axes, in increasing order.
+        epsilon: default 1e-3; added to the variance.
+        center: default True; add the trained offset beta.
+        scale: default True; multiply by the trained scale gamma.
+        rms_scaling: must stay False (not supported).
+        beta_initializer: default "zeros".
+        gamma_initializer: default "ones".
+        beta_regularizer, gamma_regularizer: default None; penalties on beta, gamma.
+        beta_constraint, gamma_constraint: default None; applied after each update.
+        **kwargs: the base Layer's arguments.
+    """
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,

@@ -112,8 +112,30 @@ _KERAS_ONLY = {"use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency"
 
 
 class Optimizer:
-    """The base of the optimizers: learning rate (a float or a schedule), iterations,
-    gradient clipping, weight decay, config, and the C state they write through to."""
+    """The base class of the optimizers: the arguments every optimizer takes.
+
+    It holds the learning rate (a float or a schedule), the step count `iterations`,
+    gradient clipping, weight decay and the config; the update itself runs in C, in one
+    fused pass over the model's flat parameter buffer. Hyper-parameters can be assigned
+    between calls to fit and take effect at the next step.
+
+    Args:
+        learning_rate: a non-negative float or a schedule of
+            fastnn.optimizers.schedules (evaluated in C; a Python callable cannot be).
+        weight_decay: default None; decoupled weight decay as Keras':
+            w -= w * weight_decay * lr before each update.
+        clipnorm: default None; clips each weight's gradient to this L2 norm.
+        clipvalue: default None; clips each gradient value to [-clipvalue, clipvalue].
+        global_clipnorm: default None; clips all gradients together to this global
+            L2 norm. At most one of the three clips may be set.
+        name: default None (the class's default name, e.g. "adam").
+        **kwargs: Keras' use_ema, ema_momentum, ema_overwrite_frequency,
+            loss_scale_factor and gradient_accumulation_steps are accepted at their
+            defaults only; the obsolete `decay` is ignored with a warning.
+
+    Raises:
+        ValueError: on an invalid or unsupported argument (named and echoed).
+    """
 
     _kind = None           # the kind's name in csrc/optimizers.c's table
     _default_name = None
@@ -287,8 +309,17 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """w -= lr*g. With momentum (Keras): v = momentum*v - lr*g; w += v; with nesterov:
-    w += momentum*v - lr*g (v the new velocity)."""
+    """Gradient descent, with optional (Nesterov) momentum.
+
+    w -= lr*g. With momentum (Keras): v = momentum*v - lr*g; w += v; with nesterov:
+    w += momentum*v - lr*g (v the new velocity).
+
+    Args:
+        learning_rate: default 0.01; a float or a schedule.
+        momentum: default 0.0; a float in [0, 1].
+        nesterov: default False; use Nesterov momentum.
+        **kwargs: the common arguments of Optimizer (weight_decay, clipnorm, ...).
+    """
     _kind, _default_name = "sgd", "SGD"
     _own_settings = ("momentum", "nesterov")
     momentum = _Setting(_unit_closed)
@@ -300,9 +331,21 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """v = rho*v + (1-rho)*g^2; step = lr*g/sqrt(v + epsilon). centered: a = rho*a +
+    """RMSprop: divides the gradient by a running root mean square of recent gradients.
+
+    v = rho*v + (1-rho)*g^2; step = lr*g/sqrt(v + epsilon). centered: a = rho*a +
     (1-rho)*g and the root is of v - a^2 + epsilon. momentum > 0: m = momentum*m + step;
-    w -= m; otherwise w -= step."""
+    w -= m; otherwise w -= step. As in Keras, epsilon is inside the square root
+    (PyTorch's RMSprop adds it outside: sqrt(v) + eps).
+
+    Args:
+        learning_rate: default 0.001; a float or a schedule.
+        rho: default 0.9; the decay of the mean square.
+        momentum: default 0.0; a float in [0, 1].
+        epsilon: default 1e-7; added to v inside the root.
+        centered: default False; divide by the estimated variance instead.
+        **kwargs: the common arguments of Optimizer (weight_decay, clipnorm, ...).
+    """
     _kind, _default_name = "rmsprop", "rmsprop"
     _own_settings = ("rho", "momentum", "epsilon", "centered")
     rho = _Setting(_unit_open)
@@ -317,9 +360,20 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """m += (1-beta_1)(g - m); v += (1-beta_2)(g^2 - v); w -= alpha*m/(sqrt(v) + epsilon)
+    """Adam: adaptive moment estimation (Kingma & Ba).
+
+    m += (1-beta_1)(g - m); v += (1-beta_2)(g^2 - v); w -= alpha*m/(sqrt(v) + epsilon)
     with alpha = lr*sqrt(1 - beta_2^t)/(1 - beta_1^t) at step t = iterations + 1. amsgrad:
-    the root is of the largest v so far."""
+    the root is of the largest v so far.
+
+    Args:
+        learning_rate: default 0.001; a float or a schedule.
+        beta_1: default 0.9; the decay of the first moment, in [0, 1).
+        beta_2: default 0.999; the decay of the second moment, in [0, 1).
+        epsilon: default 1e-7; added to the root.
+        amsgrad: default False; use the AMSGrad variant.
+        **kwargs: the common arguments of Optimizer (weight_decay, clipnorm, ...).
+    """
     _kind, _default_name = "adam", "adam"
     _own_settings = ("beta_1", "beta_2", "epsilon", "amsgrad")
     beta_1 = _Setting(_unit_open)
@@ -341,7 +395,14 @@ def _required_weight_decay(name, value):
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): w -= w*weight_decay*lr before
-    each Adam step, for every variable not excluded by exclude_from_weight_decay()."""
+    each Adam step, for every variable not excluded by exclude_from_weight_decay().
+
+    Args:
+        learning_rate: default 0.001; a float or a schedule.
+        weight_decay: default 0.004; the decay factor (required, not None).
+        beta_1, beta_2, epsilon, amsgrad: as Adam's (defaults 0.9, 0.999, 1e-7, False).
+        **kwargs: the common arguments of Optimizer (clipnorm, name, ...).
+    """
     _default_name = "adamw"
     weight_decay = _Setting(_required_weight_decay)
 
@@ -352,7 +413,16 @@ class AdamW(Adam):
 
 
 class Adagrad(Optimizer):
-    """acc += g^2 (acc starting at initial_accumulator_value); w -= lr*g/sqrt(acc + epsilon)."""
+    """Adagrad: per-parameter learning rates scaled by the sum of past squared gradients.
+
+    acc += g^2 (acc starting at initial_accumulator_value); w -= lr*g/sqrt(acc + epsilon).
+
+    Args:
+        learning_rate: default 0.001; a float or a schedule.
+        initial_accumulator_value: default 0.1; a non-negative float.
+        epsilon: default 1e-7; added to acc inside the root.
+        **kwargs: the common arguments of Optimizer (weight_decay, clipnorm, ...).
+    """
     _kind, _default_name = "adagrad", "adagrad"
     _own_settings = ("initial_accumulator_value", "epsilon")
     initial_accumulator_value = _Setting(_non_negative)
@@ -365,7 +435,17 @@ class Adagrad(Optimizer):
 
 
 class Adamax(Optimizer):
-    """m += (1-beta_1)(g - m); u = max(beta_2*u, |g|); w -= lr/(1 - beta_1^t) * m/(u + epsilon)."""
+    """Adamax: Adam's variant with the infinity norm.
+
+    m += (1-beta_1)(g - m); u = max(beta_2*u, |g|); w -= lr/(1 - beta_1^t) * m/(u + epsilon).
+
+    Args:
+        learning_rate: default 0.001; a float or a schedule.
+        beta_1: default 0.9; in [0, 1).
+        beta_2: default 0.999; in [0, 1).
+        epsilon: default 1e-7.
+        **kwargs: the common arguments of Optimizer (weight_decay, clipnorm, ...).
+    """
     _kind, _default_name = "adamax", "adamax"
     _own_settings = ("beta_1", "beta_2", "epsilon")
     beta_1 = _Setting(_unit_open)
@@ -380,7 +460,15 @@ class Adamax(Optimizer):
 class Nadam(Optimizer):
     """Adam with Nesterov momentum (Dozat), in Keras' form: momentum schedule u_t = beta_1 *
     (1 - 0.5*0.96^t), P_t = u_1...u_t; m_hat = u_{t+1}*m/(1 - P_t*u_{t+1}) + (1 - u_t)*g/
-    (1 - P_t); w -= lr*m_hat/(sqrt(v/(1 - beta_2^t)) + epsilon)."""
+    (1 - P_t); w -= lr*m_hat/(sqrt(v/(1 - beta_2^t)) + epsilon).
+
+    Args:
+        learning_rate: default 0.001; a float or a schedule.
+        beta_1: default 0.9; in [0, 1).
+        beta_2: default 0.999; in [0, 1).
+        epsilon: default 1e-7.
+        **kwargs: the common arguments of Optimizer (weight_decay, clipnorm, ...).
+    """
     _kind, _default_name = "nadam", "nadam"
     _own_settings = ("beta_1", "beta_2", "epsilon")
     beta_1 = _Setting(_unit_open)
