@@ -1,4 +1,9 @@
-"""fastnn: Keras-shaped neural networks for the CPU with a compiled C core."""
+"""fastnn: Keras-shaped neural networks for the CPU with a compiled C core.
+
+Build a model with fastnn.Sequential, the functional fastnn.Model(inputs, outputs) or a
+Model subclass; compile, fit, evaluate and predict as in Keras 3. Training runs whole
+epochs in C over flat float32 buffers; fastnn.show_config() tells what it runs on.
+"""
 
 
 def _find_compiled_package():
@@ -31,6 +36,7 @@ _find_compiled_package()
 from fastnn import activations, callbacks, datasets, initializers, layers, losses, metrics
 from fastnn import backend, optimizers, utils
 from fastnn._blas import set_num_threads
+from fastnn._config import show_config
 from fastnn.layers import Input
 from fastnn.models import Model, Sequential
 
@@ -38,3 +44,4 @@ __version__ = "0.2.0"
 __all__ = ["Input", "Model", "Sequential", "activations", "backend", "callbacks", "datasets",
            "initializers", "layers", "losses", "metrics", "optimizers", "set_num_threads",
            "utils"]
+__all__ += ["show_config"]

@@ -9,10 +9,13 @@ the workers by pickle (through the fastnn file format, models/model.py's __reduc
     fastnn.dask.fit_chunks(model, x, y, epochs=5, batch_size=32)
 
 Cores: a fastnn fit or predict runs on the calling thread, and only large layers call the
-BLAS, whose pool (NumPy's OpenBLAS) would otherwise start one thread per core in every
-worker process. Give each worker its share: `worker_env(n_workers, threads_per_worker)`
-for the LocalCluster (or Nanny) `env=` (read when the worker's BLAS loads), and
-`ThreadLimit(threads)` as a worker plugin for workers started elsewhere.
+BLAS, NumPy's OpenBLAS, whose pool would start one thread per core in every worker
+process. Give each task its share of the cores, blas_threads(n_workers,
+threads_per_worker): register `ThreadLimit(share)` as a worker plugin (it sets the pool
+with fastnn.set_num_threads in every worker, at any time) and pass
+`env=worker_env(n_workers, threads_per_worker)` to LocalCluster or Nanny (the thread
+variables, for what the workers load or start later). distributed's Nanny already sets
+the variables to 1 before it spawns a worker (its `distributed.nanny.pre-spawn-environ`).
 
 Needs `pip install fastnn[dask]` (dask and distributed); `import fastnn` never imports it.
 """
@@ -274,8 +277,9 @@ def blas_threads(n_workers, threads_per_worker=1, cores=None):
 def worker_env(n_workers, threads_per_worker=1, cores=None):
     """The environment for worker processes (LocalCluster(env=...), Nanny(env=...)):
     OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS set to
-    blas_threads(n_workers, threads_per_worker, cores), read when the worker's BLAS
-    loads (hence before NumPy is imported: a plugin comes too late for OpenMP)."""
+    blas_threads(n_workers, threads_per_worker, cores). A worker sets them when it starts,
+    which bounds the libraries it loads and the processes it starts afterwards; a BLAS
+    already loaded keeps its pool: ThreadLimit sets that one."""
     n = str(blas_threads(n_workers, threads_per_worker, cores))
     return {var: n for var in _THREAD_VARS}
 

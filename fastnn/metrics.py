@@ -47,8 +47,23 @@ def _as_2d(a, name):
 
 
 class Metric:
-    """Keras' Metric: update_state(y_true, y_pred, sample_weight=None), result(),
-    reset_state(); in compile(metrics=[...]) the engine computes it on every batch."""
+    """The base class of the metrics, with Keras' interface.
+
+    ``update_state(y_true, y_pred, sample_weight=None)`` adds a batch to the running
+    statistics, ``result()`` returns the value so far and ``reset_state()`` starts
+    again. In ``compile(metrics=[...])`` the engine computes the same statistics on
+    every batch, in C, with no Python per step.
+
+    Args:
+        name: default None (the class's default name, e.g. "mean_absolute_error").
+        dtype: None or "float32".
+
+    Example::
+
+        m = fastnn.metrics.MeanAbsoluteError()
+        m.update_state(y_true, y_pred)
+        m.result()
+    """
     sparse_targets = False   # compares class indices (n, 1) rather than targets like y
 
     def __init__(self, name=None, dtype=None):
@@ -80,11 +95,24 @@ class Metric:
 
     # -- alone, on arrays -----------------------------------------------------------------
     def reset_state(self):
+        """Forgets every batch seen: the next result() is 0.0 until the next update."""
         self._slots = None
         self._spec = None
         self._rows = 0.0
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds a batch to the metric's running statistics.
+
+        Args:
+            y_true: the targets, an array of n samples (class indices for the sparse
+                metrics).
+            y_pred: the predictions, an array (n, ...).
+            sample_weight: default None; a weight per sample, (n,) or (n, 1).
+
+        Raises:
+            ValueError: when the shapes do not match.
+            TypeError: when an array does not hold real numbers.
+        """
         pred = _as_2d(y_pred, "y_pred")
         true = _as_2d(y_true, "y_true")
         n, width = pred.shape
@@ -119,15 +147,18 @@ class Metric:
         self._rows += n
 
     def result(self):
+        """Returns the metric's value over every batch since the last reset (a float)."""
         if self._slots is None:
             return 0.0
         return self._result(self._slots, self._rows)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        """update_state(y_true, y_pred, sample_weight), then returns result()."""
         self.update_state(y_true, y_pred, sample_weight)
         return self.result()
 
     def get_config(self):
+        """Returns the constructor arguments as a JSON-able dict (for from_config)."""
         return {"name": self.name, "dtype": self.dtype}
 
     @classmethod
@@ -154,6 +185,7 @@ class _MeanMetric(Metric):
 
 
 class MeanSquaredError(_MeanMetric):
+    """The mean squared error over all samples: mean((y_pred - y_true)^2)."""
     _key = "mse"
 
     def __init__(self, name="mean_squared_error", dtype=None):
@@ -161,6 +193,7 @@ class MeanSquaredError(_MeanMetric):
 
 
 class MeanAbsoluteError(_MeanMetric):
+    """The mean absolute error over all samples: mean(|y_pred - y_true|)."""
     _key = "mae"
 
     def __init__(self, name="mean_absolute_error", dtype=None):
@@ -186,6 +219,8 @@ class _LossMetric(_MeanMetric):
 
 
 class MeanAbsolutePercentageError(_LossMetric):
+    """The mean absolute percentage error: 100 mean(|y_true - y_pred| / max(|y_true|,
+    1e-7))."""
     _loss = "mape"
 
     def __init__(self, name="mean_absolute_percentage_error", dtype=None):
@@ -193,6 +228,7 @@ class MeanAbsolutePercentageError(_LossMetric):
 
 
 class MeanSquaredLogarithmicError(_LossMetric):
+    """The mean squared logarithmic error: mean((log(y_pred + 1) - log(y_true + 1))^2)."""
     _loss = "msle"
 
     def __init__(self, name="mean_squared_logarithmic_error", dtype=None):
@@ -200,6 +236,7 @@ class MeanSquaredLogarithmicError(_LossMetric):
 
 
 class LogCoshError(_LossMetric):
+    """The mean log-cosh error: mean(log(cosh(y_pred - y_true)))."""
     _loss = "log_cosh"
 
     def __init__(self, name="logcosh", dtype=None):
@@ -207,6 +244,8 @@ class LogCoshError(_LossMetric):
 
 
 class KLDivergence(_LossMetric):
+    """The mean Kullback-Leibler divergence: sum(y_true log(y_true / y_pred)) per
+    sample."""
     _loss = "kld"
 
     def __init__(self, name="kl_divergence", dtype=None):
@@ -214,6 +253,7 @@ class KLDivergence(_LossMetric):
 
 
 class Poisson(_LossMetric):
+    """The mean Poisson loss: mean(y_pred - y_true log(y_pred + 1e-7))."""
     _loss = "poisson"
 
     def __init__(self, name="poisson", dtype=None):
@@ -221,6 +261,7 @@ class Poisson(_LossMetric):
 
 
 class Hinge(_LossMetric):
+    """The mean hinge loss: mean(max(1 - y_true y_pred, 0)), labels -1/1 or 0/1."""
     _loss = "binary_hinge"
 
     def __init__(self, name="hinge", dtype=None):
@@ -228,6 +269,7 @@ class Hinge(_LossMetric):
 
 
 class SquaredHinge(_LossMetric):
+    """The mean squared hinge loss: mean(max(1 - y_true y_pred, 0)^2)."""
     _loss = "binary_squared_hinge"
 
     def __init__(self, name="squared_hinge", dtype=None):
@@ -235,6 +277,8 @@ class SquaredHinge(_LossMetric):
 
 
 class CategoricalHinge(_LossMetric):
+    """The mean categorical hinge loss: max(max((1 - y_true) y_pred) - sum(y_true
+    y_pred) + 1, 0)."""
     _loss = "categorical_hinge"
 
     def __init__(self, name="categorical_hinge", dtype=None):
@@ -276,6 +320,7 @@ class _CrossEntropy(_LossMetric):
 
 
 class BinaryCrossentropy(_CrossEntropy):
+    """The mean binary cross-entropy: mean(-(t log p + (1 - t) log(1 - p)))."""
     _loss = "sigmoid_crossentropy"
 
     def __init__(self, name="binary_crossentropy", dtype=None, from_logits=False,
@@ -289,6 +334,8 @@ class BinaryCrossentropy(_CrossEntropy):
 
 
 class CategoricalCrossentropy(_CrossEntropy):
+    """The mean categorical cross-entropy: -sum(t log p) per sample (one-hot or soft
+    targets)."""
     _loss = "softmax_crossentropy"
 
     def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False,
@@ -297,6 +344,7 @@ class CategoricalCrossentropy(_CrossEntropy):
 
 
 class SparseCategoricalCrossentropy(_CrossEntropy):
+    """The mean cross-entropy of integer labels: -log p[label] per sample."""
     _loss, sparse_targets = "sparse_softmax_crossentropy", True
 
     def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False,
@@ -537,18 +585,26 @@ class _ConditionCount(_ConfusionMetric):
 
 
 class TruePositives(_ConditionCount):
+    """The number (or weighted sum) of true positives: predictions above the threshold
+    whose target is 1."""
     _which = 0
 
 
 class FalsePositives(_ConditionCount):
+    """The number (or weighted sum) of false positives: predictions above the threshold
+    whose target is 0."""
     _which = 1
 
 
 class TrueNegatives(_ConditionCount):
+    """The number (or weighted sum) of true negatives: predictions at or below the
+    threshold whose target is 0."""
     _which = 2
 
 
 class FalseNegatives(_ConditionCount):
+    """The number (or weighted sum) of false negatives: predictions at or below the
+    threshold whose target is 1."""
     _which = 3
 
 

@@ -195,14 +195,17 @@ def test_workers_blas_threads_are_their_share(client):
             assert threads == BLAS_THREADS
 
 
-def test_thread_limit_plugin_sets_fastnn_threads(client):
-    client.register_plugin(fd.ThreadLimit(1), name="fastnn-one-thread")
+def test_thread_limit_plugin_sets_the_pool_at_run_time(client):
+    client.register_plugin(fd.ThreadLimit(2), name="fastnn-two-threads")
     try:
         for env, threads in client.run(_blas_state).values():
-            assert env["OPENBLAS_NUM_THREADS"] == "1"
-            assert threads in (None, 1)
+            assert env["OPENBLAS_NUM_THREADS"] == "2"
+            assert threads in (None, 2)
     finally:
-        client.register_plugin(fd.ThreadLimit(BLAS_THREADS), name="fastnn-one-thread")
+        client.register_plugin(fd.ThreadLimit(BLAS_THREADS), name="fastnn-two-threads")
+    for env, threads in client.run(_blas_state).values():
+        assert env["OPENBLAS_NUM_THREADS"] == str(BLAS_THREADS)
+        assert threads in (None, BLAS_THREADS)
 
 
 def test_thread_shares():

@@ -41,7 +41,7 @@ class _Merge(Layer):
 
 
 class Add(_Merge):
-    """Adds a list of inputs of one shape, value by value: a + b + ...
+    """Adds a list of inputs of one shape, value by value (a + b + ... per value).
 
     Args:
         **kwargs: the base Layer's arguments (name, ...).
@@ -70,7 +70,7 @@ class Subtract(_Merge):
 
 
 class Multiply(_Merge):
-    """Multiplies a list of inputs of one shape, value by value: a * b * ...
+    """Multiplies a list of inputs of one shape, value by value (a * b * ... per value).
 
     Args:
         **kwargs: the base Layer's arguments (name, ...).
@@ -82,7 +82,7 @@ class Multiply(_Merge):
 
 
 class Average(_Merge):
-    """Averages a list of inputs of one shape, value by value: (a + b + ...) / n.
+    """Averages a list of n inputs of one shape, value by value: (a + b + ...) / n.
 
     Args:
         **kwargs: the base Layer's arguments (name, ...).
