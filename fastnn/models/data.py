@@ -35,8 +35,11 @@ def as_matrix(a, name, n_features=None):
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} must have {n_features} features per row (the model's input "
                          f"shape is (None, {n_features})), got shape {arr.shape}")
-    with np.errstate(over="ignore"):  # beyond float32's range becomes Inf, refused below
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype == np.float32:
+        arr = np.ascontiguousarray(arr)
+    else:
+        with np.errstate(over="ignore"):  # beyond float32's range becomes Inf, refused below
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not all_finite(arr):  # np.isfinite would allocate a bool copy of the data set
         raise ValueError(f"{name} contains NaN or Inf (shape {arr.shape}); "
                          "clean or impute the data first")
@@ -83,8 +86,11 @@ def as_targets(y, name, n_rows, n_out, sparse_labels):
             f"({n_rows}, {n_out})" + (f" or ({n_rows},)" if n_out == 1 else "")
         raise ValueError(f"{name} must have shape {expected} to match the model's output "
                          f"(None, {n_out}), got shape {arr.shape}")
-    with np.errstate(over="ignore"):  # beyond float32's range becomes Inf, refused below
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype == np.float32:
+        arr = np.ascontiguousarray(arr)
+    else:
+        with np.errstate(over="ignore"):  # beyond float32's range becomes Inf, refused below
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or Inf (shape {arr.shape})")
     if sparse_labels and (np.any(arr != np.floor(arr)) or arr.min() < 0 or arr.max() >= n_out):
