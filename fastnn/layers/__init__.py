@@ -3,6 +3,7 @@ from fastnn.layers.activation import ELU, PReLU, Activation, LeakyReLU, ReLU, So
 from fastnn.layers.core import Dense, Input, InputLayer, KerasTensor, Layer
 from fastnn.layers.dropout import Dropout
 from fastnn.layers.identity import Identity
+from fastnn.layers.lambda_layer import Lambda
 from fastnn.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply,
                                  Subtract, add, average, concatenate, maximum, minimum,
                                  multiply, subtract)
@@ -20,3 +21,4 @@ __all__ += ["ELU", "Flatten", "GaussianDropout", "GaussianNoise", "Identity", "L
             "PReLU", "Reshape", "Softmax"]
 __all__ += ["ActivityRegularization", "BatchNormalization", "Embedding", "LayerNormalization",
             "Normalization"]
+__all__ += ["Lambda"]
