@@ -434,7 +434,19 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
 
 
-class Adamax(Optimizer):
+class _TwoMoments(Optimizer):
+    """The settings of Adamax and Nadam: two moment decay rates and an epsilon."""
+    _own_settings = ("beta_1", "beta_2", "epsilon")
+    beta_1 = _Setting(_unit_open)
+    beta_2 = _Setting(_unit_open)
+    epsilon = _Setting(_positive)
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+
+class Adamax(_TwoMoments):
     """Adamax: Adam's variant with the infinity norm.
 
     m += (1-beta_1)(g - m); u = max(beta_2*u, |g|); w -= lr/(1 - beta_1^t) * m/(u + epsilon).
@@ -447,17 +459,9 @@ class Adamax(Optimizer):
         **kwargs: the common arguments of Optimizer (weight_decay, clipnorm, ...).
     """
     _kind, _default_name = "adamax", "adamax"
-    _own_settings = ("beta_1", "beta_2", "epsilon")
-    beta_1 = _Setting(_unit_open)
-    beta_2 = _Setting(_unit_open)
-    epsilon = _Setting(_positive)
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
-        super().__init__(learning_rate, **kwargs)
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
 
-class Nadam(Optimizer):
+class Nadam(_TwoMoments):
     """Adam with Nesterov momentum (Dozat), in Keras' form: momentum schedule u_t = beta_1 *
     (1 - 0.5*0.96^t), P_t = u_1...u_t; m_hat = u_{t+1}*m/(1 - P_t*u_{t+1}) + (1 - u_t)*g/
     (1 - P_t); w -= lr*m_hat/(sqrt(v/(1 - beta_2^t)) + epsilon).
@@ -470,14 +474,6 @@ class Nadam(Optimizer):
         **kwargs: the common arguments of Optimizer (weight_decay, clipnorm, ...).
     """
     _kind, _default_name = "nadam", "nadam"
-    _own_settings = ("beta_1", "beta_2", "epsilon")
-    beta_1 = _Setting(_unit_open)
-    beta_2 = _Setting(_unit_open)
-    epsilon = _Setting(_positive)
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
-        super().__init__(learning_rate, **kwargs)
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
 
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad,
