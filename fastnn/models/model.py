@@ -1109,14 +1109,20 @@ class Model(Layer):
                 or not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1). Received: "
                              f"validation_split={validation_split!r}")
-        steps_per_epoch = _check_steps("steps_per_epoch", steps_per_epoch)
-        validation_steps = _check_steps("validation_steps", validation_steps)
-        _check_batch_size(validation_batch_size, "validation_batch_size")
-        _check_validation_freq(validation_freq)
-        if batches.is_source(x) and (sample_weight is not None or class_weight is not None):
+        # (the options checked only when given: a small model's fit call is ~12 us)
+        if steps_per_epoch is not None:
+            steps_per_epoch = _check_steps("steps_per_epoch", steps_per_epoch)
+        if validation_steps is not None:
+            validation_steps = _check_steps("validation_steps", validation_steps)
+        if validation_batch_size is not None:
+            _check_batch_size(validation_batch_size, "validation_batch_size")
+        if type(validation_freq) is not int or validation_freq != 1:
+            _check_validation_freq(validation_freq)
+        from_batches = not isinstance(x, np.ndarray) and batches.is_source(x)
+        if from_batches and (sample_weight is not None or class_weight is not None):
             raise ValueError("sample_weight and class_weight take arrays: when x is batches, "
                              "give batches of (x, y, sample_weight)")
-        if batches.is_source(x):
+        if from_batches:
             return self._fit_source(x, y, batch_size if batch_given else None, epochs,
                                     verbose, callbacks, validation_split, validation_data,
                                     shuffle, initial_epoch, steps_per_epoch, validation_steps,
