@@ -97,7 +97,7 @@ class Model(Layer):
         self._store_key = None
         self._log_names_cache = ["loss"]
         self._plans = {}
-        self._predict_fast = None   # the cached plan's bound predict: the latency path
+        self._predict_plan = None   # the plan behind predict's latency path
         self._opt_state = None
         self._opt_layout = None
         self.stop_training = False
@@ -122,7 +122,7 @@ class Model(Layer):
         self.output_shape = oshapes if len(outs) > 1 else oshapes[0]
 
     def _invalidate(self):
-        self._plans, self._predict_fast = {}, None
+        self._plans, self._predict_plan = {}, None
 
     @property
     def layers(self):
@@ -814,10 +814,10 @@ class Model(Layer):
 
             y_pred = model.predict(x_test)
         """
-        fast = self._predict_fast
-        if fast is not None and batch_size is None and callbacks is None and steps is None:
+        plan = self._predict_plan  # (a method call on it beats a stored bound method)
+        if plan is not None and batch_size is None and callbacks is None and steps is None:
             try:  # the latency path: a checked float32 C-contiguous array goes straight in
-                return fast(x)
+                return plan.predict(x)
             except (TypeError, ValueError):
                 pass  # anything else (or a stale plan) takes the converting path below
         if batch_size is not None:
@@ -837,7 +837,7 @@ class Model(Layer):
             cbs.on_predict_begin()
         if len(xs) == 1 and len(self._graph.outputs) == 1:
             if len(self._graph.outputs[0].shape) == 2:  # rows as the engine returns them
-                self._predict_fast = plan.predict
+                self._predict_plan = plan
             outs = [plan.predict(xs[0])]
         else:
             outs = plan.predict_many(xs, _CHUNK_SECONDS)
