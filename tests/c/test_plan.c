@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fastnn.h"
+#include "fpu.h"
 
 enum { N = 6, A = 5, B = 3, H = 4 };
 
@@ -207,9 +208,25 @@ static int run(int path)
     return failures;
 }
 
+/* Native calls flush subnormals to zero (x86 MXCSR, AArch64 FPCR) and restore the mode. */
+static int flush_to_zero(void)
+{
+    volatile float a = 1e-30f, b = 1e-10f;
+    const fnn_fpu_state old = fnn_fpu_flush_denormals();
+    const float flushed = a * b; /* 1e-40: a subnormal, flushed to 0 */
+    fnn_fpu_restore(old);
+    const float kept = a * b;
+#if defined(__SSE2__) || defined(_M_X64) || defined(__aarch64__)
+    expect(flushed == 0.0f, "subnormal flushed inside a native call", flushed, 0.0);
+#endif
+    expect(kept != 0.0f, "the caller's mode restored", kept, 1e-40);
+    return failures;
+}
+
 int main(void)
 {
-    int bad = run(FNN_PATH_PORTABLE);
+    int bad = flush_to_zero();
+    bad += run(FNN_PATH_PORTABLE);
     bad += run(FNN_PATH_PANELS);
     if (bad) return 1;
     printf("ok\n");
