@@ -131,7 +131,6 @@ def test_permissions_follow_the_umask_and_no_temporary_is_left(rng, tmp_path):
 def test_hostile_declared_shapes_do_not_allocate(rng, tmp_path):
     """A tiny file declaring a 20000 x 20000 layer (1.6 GB) fails before any allocation."""
     model, _, _ = _trained(rng)
-    data = model.save(io.BytesIO()) or None
     buf = io.BytesIO()
     model.save(buf)
 
@@ -157,7 +156,6 @@ def test_hostile_declared_shapes_do_not_allocate(rng, tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert peak < 100 << 20, f"{edit.__name__}: {peak / 2**20:.0f} MB"
-    assert data is None
 
 
 def test_zip_bomb_member_is_refused_unread(rng):

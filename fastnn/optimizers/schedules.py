@@ -14,14 +14,16 @@ import numbers
 import numpy as np
 
 from fastnn import _engine
+from fastnn.initializers import Configurable
 
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "PiecewiseConstantDecay",
            "PolynomialDecay", "InverseTimeDecay", "CosineDecay", "serialize", "deserialize"]
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(Configurable):
     """The base of fastnn's schedules. fastnn evaluates schedules in C, so an optimizer
-    takes only the classes below (a Python callable cannot run inside the native loop)."""
+    takes only the classes below (a Python callable cannot run inside the native loop).
+    from_config and repr come from the config protocol the initializers share."""
 
     def __call__(self, step):
         """The learning rate at `step` (a count, or an array of counts): np.float32."""
@@ -36,14 +38,6 @@ class LearningRateSchedule:
     def get_config(self):
         raise NotImplementedError(f"Learning rate schedule '{type(self).__name__}' must "
                                   "override `get_config()` in order to be serializable.")
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
