@@ -13,7 +13,8 @@ from setuptools import Extension, setup
 SOURCES = ["activations.c", "dense.c", "engine.c", "gemm.c", "losses.c", "metrics.c",
            "narrow.c", "optimizers.c", "ops/ops.c", "ops/dense.c", "ops/activation.c",
            "ops/dropout.c", "ops/merge.c", "ops/noise.c", "ops/prelu.c",
-           "regularizers.c", "ops/normalization.c", "ops/embedding.c", "ops/regularization.c"]
+           "regularizers.c", "ops/normalization.c", "ops/embedding.c", "ops/regularization.c",
+           "pool.c", "parallel.c"]
 
 if sys.platform == "win32":
     compile_args = ["/O2"]

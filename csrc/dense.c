@@ -41,17 +41,68 @@ size_t fnn_dense_scratch(int64_t n_in, int64_t n_out)
     return (size_t)((n_in > n_out ? n_in : n_out) * P + P);
 }
 
+/* ---- packed panels ------------------------------------------------------------------ */
+/* W's panels (n_in x 16 each, then its 16 bias values) one after the other, then, with_t,
+ * W^T's (n_out x 16 each): what the panel path packs on every call, packed once for
+ * several calls (the threads of a parallel step share one packing). */
+static int64_t w_panels(int64_t n_out) { return pad(n_out) / P; }
+
+int64_t fnn_dense_packed_panels(int64_t n_in, int64_t n_out, int with_t)
+{
+    return w_panels(n_out) + (with_t ? pad(n_in) / P : 0);
+}
+
+size_t fnn_dense_packed_size(int64_t n_in, int64_t n_out, int with_t)
+{
+    return (size_t)(w_panels(n_out) * (n_in * P + P) + (with_t ? pad(n_in) / P * n_out * P : 0));
+}
+
+static void pack_t(const float *w, int64_t n_in, int64_t n_out, int64_t c, float *wt)
+{
+    const int64_t width = n_in - c < P ? n_in - c : P;
+    for (int64_t j = 0; j < n_out; j++) {
+        for (int64_t q = 0; q < width; q++) wt[j * P + q] = w[(c + q) * n_out + j];
+        for (int64_t q = width; q < P; q++) wt[j * P + q] = 0.0f;
+    }
+}
+
+void fnn_dense_pack_panel(const float *w, const float *b, int64_t n_in, int64_t n_out,
+                          float *packed, int64_t i)
+{
+    const int64_t nw = w_panels(n_out);
+    if (i < nw) {
+        const int64_t j = i * P, width = n_out - j < P ? n_out - j : P;
+        float *wp = packed + i * (n_in * P + P);
+        fnn_narrow.pack(w + j, n_out, b ? b + j : NULL, wp, wp + n_in * P, n_in, width);
+    } else {
+        pack_t(w, n_in, n_out, (i - nw) * P, packed + nw * (n_in * P + P) + (i - nw) * n_out * P);
+    }
+}
+
 void fnn_dense_forward(const float *x, int64_t ldx, const float *w, const float *b, float *y,
                        int64_t ldy, int64_t n, int64_t n_in, int64_t n_out, int act,
                        fnn_sgemm_fn gemm, float *scratch)
 {
+    fnn_dense_forward_packed(x, ldx, w, b, NULL, y, ldy, n, n_in, n_out, act, gemm, scratch);
+}
+
+void fnn_dense_forward_packed(const float *x, int64_t ldx, const float *w, const float *b,
+                              const float *packed, float *y, int64_t ldy, int64_t n,
+                              int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm,
+                              float *scratch)
+{
     if (single(n_in, n_out, ldx, ldy, scratch)) {
         fnn_narrow.single_forward(x, ldx, w, b, y, ldy, n, n_in);
     } else if (panels(n_out, ldy, gemm, scratch)) {
-        float *wp = scratch, *bp = scratch + n_in * P;
         for (int64_t j = 0; j < n_out; j += P) {
             const int64_t width = n_out - j < P ? n_out - j : P;
-            fnn_narrow.pack(w + j, n_out, b ? b + j : NULL, wp, bp, n_in, width);
+            const float *wp = scratch;
+            if (packed)
+                wp = packed + j / P * (n_in * P + P);
+            else
+                fnn_narrow.pack(w + j, n_out, b ? b + j : NULL, scratch, scratch + n_in * P,
+                                n_in, width);
+            const float *bp = wp + n_in * P;
             fnn_narrow.forward(x, ldx, wp, bp, y + j, ldy, n, n_in, act == FNN_ACT_RELU);
         }
         if (act == FNN_ACT_RELU) return; /* applied on the way out of the kernel */
@@ -91,16 +142,12 @@ static void act_backward_and_bias_grad(int act, const float *y, float *gy, int64
  * zero-padded) is packed and run through the forward kernel with no bias. */
 static void input_grad_panels(const float *dz, int64_t ldz, const float *w, float *gx,
                               int64_t ldgx, int64_t n, int64_t n_in, int64_t n_out,
-                              float *scratch)
+                              float *scratch, const float *packed_t)
 {
     static const float no_bias[P] = {0};
     for (int64_t c = 0; c < n_in; c += P) {
-        const int64_t width = n_in - c < P ? n_in - c : P;
-        float *wt = scratch;
-        for (int64_t j = 0; j < n_out; j++) {
-            for (int64_t q = 0; q < width; q++) wt[j * P + q] = w[(c + q) * n_out + j];
-            for (int64_t q = width; q < P; q++) wt[j * P + q] = 0.0f;
-        }
+        const float *wt = packed_t ? packed_t + c / P * n_out * P : scratch;
+        if (!packed_t) pack_t(w, n_in, n_out, c, scratch);
         fnn_narrow.forward(dz, ldz, wt, no_bias, gx + c, ldgx, n, n_out, 0);
     }
 }
@@ -109,11 +156,22 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
                         int64_t ldy, float *gx, int64_t ldgx, float *gw, float *gb, int64_t n,
                         int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm, float *scratch)
 {
+    fnn_dense_backward_packed(x, ldx, w, NULL, y, gy, ldy, gx, ldgx, gw, gb, n, n_in, n_out, act,
+                              gemm, scratch);
+}
+
+void fnn_dense_backward_packed(const float *x, int64_t ldx, const float *w, const float *packed,
+                               const float *y, float *gy, int64_t ldy, float *gx, int64_t ldgx,
+                               float *gw, float *gb, int64_t n, int64_t n_in, int64_t n_out,
+                               int act, fnn_sgemm_fn gemm, float *scratch)
+{
+    /* W^T's panels follow W's in a packing made with_t */
+    const float *packed_t = packed ? packed + w_panels(n_out) * (n_in * P + P) : NULL;
     if (!gw) { /* frozen weights: dL/dz, then only dL/dX */
         fnn_act_backward(act, y, gy, ldy, n, n_out);
         if (!gx) return;
         if (panels(n_out, ldy, gemm, scratch) && ldgx >= pad(n_in))
-            input_grad_panels(gy, ldy, w, gx, ldgx, n, n_in, n_out, scratch);
+            input_grad_panels(gy, ldy, w, gx, ldgx, n, n_in, n_out, scratch, packed_t);
         else
             (gemm ? gemm : fnn_sgemm_portable)(0, 1, n, n_in, n_out, 1.0f, gy, ldy, w, n_out,
                                                0.0f, gx, ldgx);
@@ -140,5 +198,5 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
         fnn_narrow.weight_grad(x, ldx, gy + j, ldy, gw + j, n_out, gb ? gb + j : NULL, n, n_in,
                                width, fused_relu ? y + j : NULL);
     }
-    if (gx) input_grad_panels(gy, ldy, w, gx, ldgx, n, n_in, n_out, scratch);
+    if (gx) input_grad_panels(gy, ldy, w, gx, ldgx, n, n_in, n_out, scratch, packed_t);
 }

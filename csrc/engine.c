@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine.h"
 #include "fastnn.h"
 #include "fpu.h"
 #include "metrics.h"
@@ -319,6 +320,23 @@ static void backward(const fnn_plan *p, int64_t rows)
         if (ops[k].backward) fnn_op_table[ops[k].kind]->backward(p, &ops[k], rows);
 }
 
+void fnn_forward(fnn_plan *p, int64_t rows, int training) { forward(p, rows, training); }
+void fnn_backward(const fnn_plan *p, int64_t rows) { backward(p, rows); }
+
+double fnn_loss_divisor(const fnn_head *hd, const float *w, const int64_t *perm, int64_t start,
+                        int64_t rows)
+{
+    /* Keras' reduction of sum_i w_i L_i: over the batch's rows by default */
+    if (hd->reduction == FNN_REDUCE_SUM) return 1.0;
+    if (hd->reduction != FNN_REDUCE_WEIGHTED_MEAN || !w) return (double)rows;
+    double divisor = 0.0;
+    if (perm)
+        for (int64_t r = 0; r < rows; r++) divisor += w[perm[start + r]];
+    else
+        for (int64_t r = 0; r < rows; r++) divisor += w[start + r];
+    return divisor;
+}
+
 /* The heads' losses on `rows` rows against targets[h] (packed), rows weighted by
  * weights[h] (NULL: all 1), their gradients when with_grad, and the metrics, added to
  * tot. Returns the weighted total loss. */
@@ -331,14 +349,7 @@ static double losses_and_metrics(const fnn_plan *p, const float *const *targets,
         const fnn_head *hd = &p->heads[h];
         const fnn_tensor *T = &p->tensors[hd->tensor];
         const float *w = weights[h];
-        /* Keras' reduction of sum_i w_i L_i: over the batch's rows by default */
-        double divisor = (double)rows;
-        if (hd->reduction == FNN_REDUCE_SUM) {
-            divisor = 1.0;
-        } else if (hd->reduction == FNN_REDUCE_WEIGHTED_MEAN && w) {
-            divisor = 0.0;
-            for (int64_t r = 0; r < rows; r++) divisor += w[r];
-        }
+        const double divisor = fnn_loss_divisor(hd, w, NULL, 0, rows);
         const double scale = divisor != 0.0 ? (double)hd->weight / divisor : 0.0;
         const double sum = fnn_loss_sum(hd->loss, hd->param, T->value, T->ld, targets[h], w,
                                         with_grad ? T->grad : NULL, scale, rows, T->width, NULL);
@@ -372,6 +383,10 @@ int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int6
     double deadline = 0.0; /* read once a first chunk leaves rows to do (a latency path) */
     int64_t s = start;
     while (s < n) {
+        if (p->shards && fnn_parallel_predict(p->shards, n - s)) {
+            s = fnn_predict_parallel(p, x, s, n, out);
+            goto next;
+        }
         const int64_t rows = n - s < p->max_batch ? n - s : p->max_batch;
         feed_inputs(p, x, s);
         forward(p, rows, 0);
@@ -382,6 +397,7 @@ int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int6
                 memcpy(dst + r * T->width, T->value + r * T->ld, (size_t)T->width * sizeof(float));
         }
         s += rows;
+    next:
         if (max_seconds > 0 && s < n) {
             if (deadline == 0.0)
                 deadline = now_seconds() + max_seconds;
@@ -420,8 +436,7 @@ int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const
 
 /* ---- training ------------------------------------------------------------------------ */
 
-/* Copies rows perm[start..start+rows) of src (width w) into dst (packed). */
-static void gather(float *dst, const float *src, const int64_t *perm, int64_t start, int64_t rows,
+void fnn_gather(float *dst, const float *src, const int64_t *perm, int64_t start, int64_t rows,
                    int64_t w)
 {
     if (!perm) {
@@ -466,18 +481,20 @@ static int train_step(fnn_plan *p, fnn_optimizer *opt, const fnn_run *run, doubl
     const int64_t s = run->step * run->batch;
     const int64_t rows = run->n - s < run->batch ? run->n - s : run->batch;
     const int64_t *perm = run->shuffle ? run->perm : NULL;
+    if (p->shards && fnn_parallel_train(p->shards, rows))
+        return fnn_train_parallel(p, opt, run, tot);
     const float *targets[FNN_MAX_OP_INPUTS], *weights[FNN_MAX_OP_INPUTS];
     for (int i = 0; i < p->n_inputs; i++) {
         fnn_tensor *T = &p->tensors[p->inputs[i]];
         T->value = T->rows; /* predict may have pointed it at the caller's rows */
-        gather(T->rows, run->x[i], perm, s, rows, T->width);
+        fnn_gather(T->rows, run->x[i], perm, s, rows, T->width);
     }
     for (int h = 0; h < p->n_heads && h < FNN_MAX_OP_INPUTS; h++) {
-        gather(p->heads[h].target, run->y[h], perm, s, rows, p->heads[h].target_width);
+        fnn_gather(p->heads[h].target, run->y[h], perm, s, rows, p->heads[h].target_width);
         targets[h] = p->heads[h].target;
         weights[h] = NULL; /* sample weights are gathered like the targets */
         if (run->sw && run->sw[h]) {
-            gather(p->heads[h].weights, run->sw[h], perm, s, rows, 1);
+            fnn_gather(p->heads[h].weights, run->sw[h], perm, s, rows, 1);
             weights[h] = p->heads[h].weights;
         }
     }

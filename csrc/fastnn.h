@@ -111,6 +111,24 @@ void fnn_dense_backward(const float *x, int64_t ldx, const float *w, const float
                         int64_t ldy, float *gx, int64_t ldgx, float *gw, float *gb, int64_t n,
                         int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm, float *scratch);
 
+/* The panel path with W's panels packed once for several calls (a parallel step's
+ * forward and backward): fnn_dense_packed_size() floats, filled panel by panel (any order, any
+ * thread) by fnn_dense_pack_panel(i) for i < fnn_dense_packed_panels(); with_t adds
+ * W^T's panels, which backward's dL/dX reads. The _packed calls take it (NULL: pack
+ * into scratch on every call, as the plain ones do). */
+int64_t fnn_dense_packed_panels(int64_t n_in, int64_t n_out, int with_t);
+size_t fnn_dense_packed_size(int64_t n_in, int64_t n_out, int with_t);
+void fnn_dense_pack_panel(const float *w, const float *b, int64_t n_in, int64_t n_out,
+                          float *packed, int64_t i);
+void fnn_dense_forward_packed(const float *x, int64_t ldx, const float *w, const float *b,
+                              const float *packed, float *y, int64_t ldy, int64_t n,
+                              int64_t n_in, int64_t n_out, int act, fnn_sgemm_fn gemm,
+                              float *scratch);
+void fnn_dense_backward_packed(const float *x, int64_t ldx, const float *w, const float *packed,
+                               const float *y, float *gy, int64_t ldy, float *gx, int64_t ldgx,
+                               float *gw, float *gb, int64_t n, int64_t n_in, int64_t n_out,
+                               int act, fnn_sgemm_fn gemm, float *scratch);
+
 /* ---- losses -------------------------------------------------------------- */
 /* Keras 3's losses. Each has a per-sample value L_i over a row of m predictions p against
  * its targets t: the elementwise ones are the mean over the row of f(p_j, t_j), the others
@@ -226,6 +244,8 @@ typedef struct {
     int wacc;            /* backward adds to the weight gradients (a layer called twice) */
     int backward;        /* 1: backward runs (its output receives a gradient that matters) */
     uint64_t seed;       /* dropout: this step's mask seed (backward redraws the mask) */
+    const float *packed; /* dense: NULL, or its weights' panels packed for this step
+                            (fnn_dense_pack_panel, by csrc/parallel.c) */
 } fnn_op;
 
 /* One loss term: the loss of output tensor `tensor` against its targets. */
@@ -337,6 +357,9 @@ typedef struct {
     const fnn_constraint *constraints;
     int regularized;         /* penalties, constraints or ops adding loss terms: the step
                                 takes the regularized path (plans without: no cost) */
+    int64_t row_base;        /* the first row of the batch this plan runs (a shard's offset:
+                                random masks are drawn by batch row); 0 otherwise */
+    struct fnn_shards *shards; /* NULL, or the per-thread copies (fnn_plan_set_threads) */
 } fnn_plan;
 
 /* Errors of fnn_plan_layout, with the offending op or tensor in *where. */
@@ -409,6 +432,40 @@ enum { FNN_RUN_PAUSED = 0, FNN_RUN_EPOCH_END = 1, FNN_RUN_DONE = 2, FNN_RUN_DIVE
  * totals and not applied) or, at the end of the call, a parameter is (FNN_RUN_DIVERGED). Metrics use each batch's pre-update outputs, as Keras does. */
 int fnn_plan_train(fnn_plan *p, fnn_optimizer *opt, fnn_run *run, int64_t max_steps,
                    double max_seconds, int stop_at_epoch_end);
+
+/* ---- threads -------------------------------------------------------------------------- */
+/* fastnn's pool (csrc/pool.c): fnn_pool_run(fn, ctx, n) runs fn(ctx, 0) .. fn(ctx, n - 1)
+ * on the pool's threads and the caller, and returns when all have; its result is the
+ * first nonzero return of the lowest-numbered failing task, or 0. A task's work must be
+ * fixed by its index (never by the thread that runs it): results then never depend on
+ * timing. At most 64 tasks are spread over the threads (more run on the caller). One
+ * region runs at a time; a caller that finds the pool busy runs its tasks itself, in
+ * order. */
+enum { FNN_MAX_THREADS = 64 };
+typedef int (*fnn_task_fn)(void *ctx, int task);
+int fnn_pool_run(fnn_task_fn fn, void *ctx, int n_tasks);
+/* Threads a region uses, the caller included (1..FNN_MAX_THREADS; default: the CPUs this
+ * process may run on). Returns 0, or -1 for n out of range. */
+int fnn_pool_set_threads(int n);
+int fnn_pool_threads(void);
+int fnn_pool_cpu_count(void);
+
+/* Data parallelism (csrc/parallel.c): prepares n_threads copies of a laid-out, bound
+ * plan, each over its own buffers for max_batch / n_threads rows, which training steps
+ * and predict split their rows between when the work is large enough: each copy runs
+ * forward and backward on its rows with fastnn's own kernels, the weight gradients are
+ * summed in a fixed order and the optimizer update is split by parameter ranges, so that
+ * a given thread count gives the same results on every run. Plans too small to gain get
+ * none. Returns the copies made (0 or n_threads), or -1 when memory ran out. */
+int fnn_plan_set_threads(fnn_plan *p, int n_threads);
+/* Frees a plan's copies (p->shards = NULL). */
+void fnn_plan_free_threads(fnn_plan *p);
+/* The work (floating-point operations) from which a call is split between threads; a
+ * negative flop only reads it. Returns the previous value. Plans read it when their
+ * copies are made (fnn_plan_set_threads) and on every call. */
+double fnn_parallel_min_flop(double flop);
+/* Floating-point operations of one row's forward (an estimate: dense layers' products). */
+double fnn_plan_flop_per_row(const fnn_plan *p);
 
 /* 1 if none of the n values is NaN or Inf. */
 int fnn_all_finite(const float *x, size_t n);

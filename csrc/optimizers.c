@@ -471,11 +471,16 @@ static void nadam_update(fnn_optimizer *opt, float *w, const float *g, size_t n,
     const double t = (double)(opt->iterations + 1), b1 = opt->beta1;
     const double u_t = b1 * (1.0 - 0.5 * pow(0.96, t));
     const double u_next = b1 * (1.0 - 0.5 * pow(0.96, t + 1.0));
-    opt->u_product *= u_t;
-    const double p = opt->u_product;
+    const double p = opt->u_product * u_t; /* nadam_advance keeps it once the step is done */
     nadam(w, g, opt->slots[0], opt->slots[1], n, (float)lr, (float)(u_next / (1.0 - p * u_next)),
           (float)((1.0 - u_t) / (1.0 - p)), (float)(1.0 / (1.0 - pow(opt->beta2, t))),
           opt->beta1, opt->beta2, opt->epsilon);
+}
+
+static void nadam_advance(fnn_optimizer *opt)
+{
+    const double t = (double)(opt->iterations + 1);
+    opt->u_product *= opt->beta1 * (1.0 - 0.5 * pow(0.96, t));
 }
 
 static void nadam_init(fnn_optimizer *opt, size_t n)
@@ -492,7 +497,7 @@ const fnn_optimizer_kind fnn_optimizer_kinds[FNN_OPT_KINDS] = {
     [FNN_OPT_ADAM] = {"adam", 3, adam_update, NULL},
     [FNN_OPT_ADAGRAD] = {"adagrad", 1, adagrad_update, adagrad_init},
     [FNN_OPT_ADAMAX] = {"adamax", 2, adamax_update, NULL},
-    [FNN_OPT_NADAM] = {"nadam", 2, nadam_update, nadam_init},
+    [FNN_OPT_NADAM] = {"nadam", 2, nadam_update, nadam_init, nadam_advance},
 };
 
 void fnn_optimizer_init(fnn_optimizer *opt, size_t n)
@@ -505,12 +510,49 @@ void fnn_optimizer_update(fnn_optimizer *opt, float *w, float *g, size_t n)
 {
     /* Keras evaluates the schedule at iterations before counting this step, clips the
      * gradients, decays the weights with that same rate, then runs the update. */
-    const double lr = opt->schedule.kind == FNN_SCHEDULE_NONE
-                          ? (double)opt->lr
-                          : fnn_schedule_value(&opt->schedule, (double)opt->iterations);
+    const double lr = fnn_optimizer_lr(opt);
     if (opt->clip != FNN_CLIP_NONE) clip_gradients(opt, g, n);
     if (opt->weight_decay != 0.0f) decay_weights(opt, w, n, lr);
     fnn_optimizer_kinds[opt->kind].update(opt, w, g, n, lr);
+    fnn_optimizer_finish(opt);
+}
+
+int fnn_optimizer_elementwise(const fnn_optimizer *opt)
+{
+    return opt->clip == FNN_CLIP_NONE || opt->clip == FNN_CLIP_VALUE;
+}
+
+double fnn_optimizer_lr(const fnn_optimizer *opt)
+{
+    return opt->schedule.kind == FNN_SCHEDULE_NONE
+               ? (double)opt->lr
+               : fnn_schedule_value(&opt->schedule, (double)opt->iterations);
+}
+
+void fnn_optimizer_update_range(const fnn_optimizer *opt, float *w, float *g, size_t begin,
+                                size_t end, double lr)
+{
+    if (end <= begin) return;
+    fnn_optimizer o = *opt; /* the kernels see the range as whole buffers */
+    for (int i = 0; i < FNN_OPT_MAX_SLOTS; i++)
+        if (o.slots[i]) o.slots[i] += begin;
+    if (opt->clip == FNN_CLIP_VALUE) clamp(g + begin, end - begin, opt->clip_threshold);
+    if (opt->weight_decay != 0.0f) {
+        const float k = (float)(opt->weight_decay * lr);
+        if (!opt->decay_mask) decay(w + begin, end - begin, k);
+        else
+            for (int64_t v = 0; v < opt->n_vars; v++) { /* each variable's part in range */
+                const size_t lo = (size_t)opt->var_bounds[v], hi = (size_t)opt->var_bounds[v + 1];
+                const size_t a = lo > begin ? lo : begin, b = hi < end ? hi : end;
+                if (a < b && opt->decay_mask[v]) decay(w + a, b - a, k);
+            }
+    }
+    fnn_optimizer_kinds[opt->kind].update(&o, w + begin, g + begin, end - begin, lr);
+}
+
+void fnn_optimizer_finish(fnn_optimizer *opt)
+{
+    if (fnn_optimizer_kinds[opt->kind].advance) fnn_optimizer_kinds[opt->kind].advance(opt);
     opt->iterations++;
 }
 

@@ -81,6 +81,9 @@ typedef struct {
     int n_slots;
     void (*update)(fnn_optimizer *opt, float *w, const float *g, size_t n, double lr);
     void (*init)(fnn_optimizer *opt, size_t n);
+    /* NULL, or what the kind's scalar state does once per step, after the updates (a
+     * split update runs `update` once per range of the parameters) */
+    void (*advance)(fnn_optimizer *opt);
 } fnn_optimizer_kind;
 
 extern const fnn_optimizer_kind fnn_optimizer_kinds[FNN_OPT_KINDS];
@@ -96,6 +99,17 @@ void fnn_optimizer_init(fnn_optimizer *opt, size_t n);
 void fnn_optimizer_update(fnn_optimizer *opt, float *w, float *g, size_t n);
 /* The same, flushing denormals for its duration (for callers outside the engine). */
 void fnn_optimizer_step(fnn_optimizer *opt, float *w, float *g, size_t n);
+
+/* A step split by parameter ranges (csrc/parallel.c), for an elementwise optimizer (no
+ * clipping by norms, which needs every gradient first): lr = fnn_optimizer_lr() once,
+ * fnn_optimizer_update_range() over ranges covering the parameters once (any order, any
+ * thread: each touches only its values), then fnn_optimizer_finish() once. The result is
+ * the same as one fnn_optimizer_update(). */
+int fnn_optimizer_elementwise(const fnn_optimizer *opt);
+double fnn_optimizer_lr(const fnn_optimizer *opt);
+void fnn_optimizer_update_range(const fnn_optimizer *opt, float *w, float *g, size_t begin,
+                                size_t end, double lr);
+void fnn_optimizer_finish(fnn_optimizer *opt);
 
 /* The learning rate a schedule gives at step t (double, Keras 3's formulas). */
 double fnn_schedule_value(const fnn_schedule *s, double t);

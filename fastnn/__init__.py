@@ -35,7 +35,7 @@ def _find_compiled_package():
 _find_compiled_package()
 from fastnn import activations, callbacks, datasets, initializers, layers, losses, metrics
 from fastnn import backend, optimizers, utils
-from fastnn._blas import set_num_threads
+from fastnn._threads import get_num_threads, set_num_threads
 from fastnn._config import show_config
 from fastnn.layers import Input
 from fastnn.models import Model, Sequential
@@ -43,5 +43,5 @@ from fastnn.models import Model, Sequential
 __version__ = "0.2.0"
 __all__ = ["Input", "Model", "Sequential", "activations", "backend", "callbacks", "datasets",
            "initializers", "layers", "losses", "metrics", "optimizers", "set_num_threads",
-           "utils"]
+           "get_num_threads", "utils"]
 __all__ += ["show_config"]

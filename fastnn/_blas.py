@@ -60,11 +60,7 @@ def available():
 
 
 def set_num_threads(n):
-    """Threads of the BLAS pool (large GEMMs only; small work never leaves the caller)."""
-    limit = 4 * (os.cpu_count() or 1)  # more threads than that only oversubscribe the cores
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= limit:
-        raise ValueError(f"n must be an integer in [1, {limit}] (4x the {os.cpu_count()} "
-                         f"cores). Received: n={n!r}")
+    """Threads of the BLAS pool (fastnn.set_num_threads checked n)."""
     if not available():
         return
     for symbol in _THREAD_SYMBOLS:

@@ -182,6 +182,16 @@ cdef extern from "fastnn.h" nogil:
     int fnn_plan_train(fnn_plan *p, fnn_optimizer *opt, fnn_run *run, int64_t max_steps,
                        double max_seconds, int stop_at_epoch_end)
     int fnn_all_finite(const float *x, size_t n)
+    int FNN_MAX_THREADS
+    ctypedef int (*fnn_task_fn)(void *ctx, int task) noexcept nogil
+    int fnn_pool_run(fnn_task_fn fn, void *ctx, int n_tasks)
+    int fnn_pool_set_threads(int n)
+    int fnn_pool_threads()
+    int fnn_pool_cpu_count()
+    int fnn_plan_set_threads(fnn_plan *p, int n_threads)
+    void fnn_plan_free_threads(fnn_plan *p)
+    double fnn_plan_flop_per_row(const fnn_plan *p)
+    double fnn_parallel_min_flop(double flop)
     void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)
 
 

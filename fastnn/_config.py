@@ -88,6 +88,8 @@ def _config():
                      "cpu_count": os.cpu_count()},
         "kernels": {"in_use": _engine.KERNELS, "levels": list(_engine.KERNEL_LEVELS),
                     "available": available, "FASTNN_SIMD": os.environ.get("FASTNN_SIMD")},
+        "threads": {"fastnn": _engine.get_num_threads(), "cpus_usable": _engine.cpu_count(),
+                    "parallel_min_flop": _engine.parallel_min_flop()},
         "blas": _blas_info(),
         "compiler": {"python_compiler": platform.python_compiler(),
                      "CC": sysconfig.get_config_var("CC"),
@@ -108,6 +110,9 @@ def show_config(print_=True):
     - "kernels": the SIMD kernel set in use for narrow layers and optimizers
       ("baseline", "avx2" or "avx512"), every level fastnn knows, the levels this CPU
       can run, and the FASTNN_SIMD environment cap if set;
+    - "threads": the threads fastnn computes with (fastnn.set_num_threads), the CPUs
+      this process may use, and the work (floating-point operations) from which a step
+      or predict call is split between the threads;
     - "blas": whether a BLAS sgemm was found for large layers (NumPy's OpenBLAS, or a
       BLAS already loaded in the process), its library path, its thread count and its
       build string when the library reports them;

@@ -473,6 +473,15 @@ cdef inline void *_alloc(size_t n, size_t size) except NULL:
     return p
 
 
+cdef inline void _sync_threads(Plan plan) noexcept nogil:
+    """(Re)makes the plan's per-thread copies when the pool's size changed; called with
+    the plan's lock held. Out of memory, the plan runs whole on the calling thread."""
+    cdef int n = fnn_pool_threads()
+    if n != plan.threads:
+        fnn_plan_set_threads(&plan.p, n)
+        plan.threads = n
+
+
 cdef class Plan:
     """A compiled graph: tensors, ops in topological order, loss heads and metrics over
     the model's parameter buffers (float32, owned by the model: params and grads of the
@@ -510,6 +519,8 @@ cdef class Plan:
     cdef int64_t in_width       # the latency path's input width (one input, one output)
     cdef public bint stale      # set when the weights it reads moved to another model's buffers
     cdef public double chunk_seconds  # predict's time per native call between Ctrl-C checks
+    cdef int threads            # the pool size its per-thread copies were made for (0: none yet)
+    cdef readonly double row_flop  # a row's forward, in floating-point operations
     cdef object __weakref__
     cdef cnp.npy_intp out_dims[2]
 
@@ -521,6 +532,7 @@ cdef class Plan:
     def __dealloc__(self):
         if self.lock != NULL:
             PyThread_free_lock(self.lock)
+        fnn_plan_free_threads(&self.p)
         free(self.p.tensors)
         free(self.p.ops)
         free(self.op_inputs)
@@ -637,6 +649,7 @@ cdef class Plan:
         skip = (-raw.ctypes.data % 64) // 4
         self.arena = raw[skip:skip + floats]
         fnn_plan_bind(&self.p, fptr(self.arena))
+        self.row_flop = fnn_plan_flop_per_row(&self.p)
         self.input_widths = tuple(self.p.tensors[t].width for t in inputs)
         self.output_widths = tuple(self.p.tensors[t].width for t in outputs)
         self.target_widths = tuple(h[3] for h in heads)
@@ -748,6 +761,7 @@ cdef class Plan:
         while s < n:
             with nogil:
                 PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                _sync_threads(self)
                 s = fnn_plan_predict(&self.p, &xp, s, n, &op, max_seconds)
                 PyThread_release_lock(self.lock)
             if s < n:
@@ -768,6 +782,7 @@ cdef class Plan:
             while s < n:
                 with nogil:
                     PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                    _sync_threads(self)
                     s = fnn_plan_predict(&self.p, xp, s, n, op, max_seconds)
                     PyThread_release_lock(self.lock)
                 PyErr_CheckSignals()
@@ -855,6 +870,7 @@ cdef class Plan:
         cdef int status
         with nogil:
             PyThread_acquire_lock(self.lock, WAIT_LOCK)
+            _sync_threads(self)
             status = fnn_plan_train(&self.p, &opt.opt, &run.r, max_steps, max_seconds,
                                     stop_at_epoch_end)
             PyThread_release_lock(self.lock)
@@ -968,3 +984,75 @@ def shuffle(cnp.ndarray perm, uint64_t seed):
     with nogil:
         fnn_shuffle(<int64_t *>cnp.PyArray_DATA(perm), n, &state)
     return state
+
+
+# ---- the thread pool ------------------------------------------------------------------------
+fnn_pool_threads()  # sets the pool up while the import holds the GIL
+
+
+def set_num_threads(int n):
+    """Threads fastnn's parallel regions use, the caller included (1..MAX_THREADS)."""
+    if fnn_pool_set_threads(n) != 0:
+        raise ValueError(f"n must be in [1, {FNN_MAX_THREADS}], got {n}")
+
+
+def get_num_threads():
+    return fnn_pool_threads()
+
+
+def parallel_min_flop(double flop=-1.0):
+    """The work (floating-point operations) from which a step or predict call is split
+    between threads (flop >= 0 sets it: tests and bench/ lower it); returns the previous
+    value. Plans apply a new value when their thread count next changes."""
+    return fnn_parallel_min_flop(flop)
+
+
+def cpu_count():
+    """CPUs this process may run on (its affinity mask where the system has one)."""
+    return fnn_pool_cpu_count()
+
+
+MAX_THREADS = FNN_MAX_THREADS
+
+
+ctypedef struct _probe_ctx:
+    int *counts
+    int fail_from
+    int work
+    float *sink
+
+
+cdef int _probe_task(void *ctx, int task) noexcept nogil:
+    cdef _probe_ctx *c = <_probe_ctx *>ctx
+    c.counts[task] += 1  # one task per index and region: no two threads share a count
+    cdef float acc = task
+    cdef int i
+    for i in range(c.work):  # a task's length, for timing regions
+        acc = acc * 0.999 + 1.0
+    c.sink[task * 16] = acc
+    return 100 + task if 0 <= c.fail_from <= task else 0
+
+
+def pool_probe(int n_tasks, int regions, int fail_from=-1, int work=0):
+    """Runs `regions` parallel regions of n_tasks tasks that count their runs (after `work`
+    dependent multiply-adds each), tasks from fail_from on failing with code 100 + index
+    (for tests and timing). Returns (counts, codes)."""
+    if not 1 <= n_tasks <= 1000 or regions < 0:
+        raise ValueError(f"n_tasks must be in [1, 1000] and regions >= 0, got {n_tasks}, "
+                         f"{regions}")
+    counts = np.zeros(n_tasks, dtype=np.int32)
+    codes = np.zeros(regions, dtype=np.int32)
+    cdef int[::1] cv = counts
+    cdef int[::1] kv = codes
+    cdef _probe_ctx c
+    c.counts = &cv[0]
+    c.fail_from = fail_from
+    c.work = work
+    sink = np.zeros(n_tasks * 16, dtype=np.float32)
+    cdef float[::1] sv = sink
+    c.sink = &sv[0]
+    cdef int r
+    with nogil:
+        for r in range(regions):
+            kv[r] = fnn_pool_run(_probe_task, &c, n_tasks)
+    return counts, codes

@@ -19,7 +19,7 @@ def test_plan_in_plain_c(tmp_path):
         pytest.skip("needs a C compiler and the csrc/ sources")
     sources = sorted(str(p) for p in list(CSRC.glob("*.c")) + list(CSRC.glob("ops/*.c")))
     exe = tmp_path / "test_plan"
-    build = subprocess.run([cc, "-std=c99", "-D_POSIX_C_SOURCE=199309L", "-O1", "-Wall",
+    build = subprocess.run([cc, "-std=c99", "-D_POSIX_C_SOURCE=199309L", "-O1", "-Wall", "-pthread",
                             "-I", str(CSRC), str(ROOT / "tests" / "c" / "test_plan.c"),
                             *sources, "-lm", "-o", str(exe)],
                            capture_output=True, text=True, timeout=300)

@@ -53,9 +53,9 @@ static void forward(fnn_plan *p, fnn_op *op, int64_t rows, int training)
     (void)training;
     const fnn_tensor *x = fnn_in(p, op, 0), *y = fnn_out(p, op);
     const float *w = weights(p, op);
-    fnn_dense_forward(x->value, x->ld, w + op->w_off, op->b_off >= 0 ? w + op->b_off : NULL,
-                      y->value, y->ld, rows, x->width, y->width, op->act, gemm_of(op),
-                      scratch_of(p, op));
+    fnn_dense_forward_packed(x->value, x->ld, w + op->w_off,
+                             op->b_off >= 0 ? w + op->b_off : NULL, op->packed, y->value, y->ld,
+                             rows, x->width, y->width, op->act, gemm_of(op), scratch_of(p, op));
 }
 
 static void backward(const fnn_plan *p, const fnn_op *op, int64_t rows)
@@ -69,8 +69,9 @@ static void backward(const fnn_plan *p, const fnn_op *op, int64_t rows)
         gw = op->wacc ? p->wtmp : p->grads + op->w_off;
         if (op->b_off >= 0) gb = op->wacc ? p->wtmp + n_in * n_out : p->grads + op->b_off;
     }
-    fnn_dense_backward(x->value, x->ld, weights(p, op) + op->w_off, y->value, y->grad, y->ld, gx,
-                       x->ld, gw, gb, rows, n_in, n_out, op->act, gemm_of(op), scratch_of(p, op));
+    fnn_dense_backward_packed(x->value, x->ld, weights(p, op) + op->w_off, op->packed, y->value,
+                              y->grad, y->ld, gx, x->ld, gw, gb, rows, n_in, n_out, op->act,
+                              gemm_of(op), scratch_of(p, op));
     if (gx && gx == p->tmp) fnn_put_rows(x->grad, x->ld, p->tmp, x->ld, rows, n_in, 1);
     if (op->trainable && op->wacc) {
         fnn_put_rows(p->grads + op->w_off, 0, p->wtmp, 0, 1, n_in * n_out, 1);

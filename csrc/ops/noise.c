@@ -36,15 +36,15 @@ static inline void normal_pair(uint64_t bits, float *n0, float *n1)
 }
 
 /* out = in * (mul ? 1 + s n : 1) + (mul ? 0 : s n), or out += that when acc; element
- * (r, j) of rows of m values takes the normal numbered r m + j of the step's seed */
+ * (r, j) of rows of m values takes the normal numbered (base + r) m + j of the step's seed */
 static void apply_noise(const float *in, int64_t ldin, float *out, int64_t ldout, int64_t rows,
-                        int64_t m, float s, int mul, uint64_t seed, int acc)
+                        int64_t m, float s, int mul, uint64_t seed, int64_t base, int acc)
 {
     for (int64_t r = 0; r < rows; r++) {
         const float *x = in + r * ldin;
         float *y = out + r * ldout;
         for (int64_t j = 0; j < m; j += 2) {
-            uint64_t h = seed + (uint64_t)(r * m + j) * 0x9E3779B97F4A7C15ull;
+            uint64_t h = seed + (uint64_t)((base + r) * m + j) * 0x9E3779B97F4A7C15ull;
             float n[2];
             normal_pair(fnn_splitmix64(&h), &n[0], &n[1]);
             for (int64_t k = 0; k < 2 && j + k < m; k++) {
@@ -65,7 +65,8 @@ static void forward(fnn_plan *p, fnn_op *op, int64_t rows, int training, float s
     const fnn_tensor *x = fnn_in(p, op, 0), *y = fnn_out(p, op);
     if (training && s > 0.0f) {
         op->seed = fnn_splitmix64(&p->dropout_state);
-        apply_noise(x->value, x->ld, y->value, y->ld, rows, x->width, s, mul, op->seed, 0);
+        apply_noise(x->value, x->ld, y->value, y->ld, rows, x->width, s, mul, op->seed,
+                    p->row_base, 0);
     } else {
         fnn_put_rows(y->value, y->ld, x->value, x->ld, rows, x->width, 0);
     }
@@ -96,6 +97,7 @@ static void dropout_backward(const fnn_plan *p, const fnn_op *op, int64_t rows)
     if (!x->grad) return;
     if (s > 0.0f)
         apply_noise(y->grad, y->ld, x->grad, x->ld, rows, x->width, s, 1, op->seed,
+                    p->row_base,
                     fnn_acc(op, 0));
     else
         fnn_put_rows(x->grad, x->ld, y->grad, y->ld, rows, x->width, fnn_acc(op, 0));

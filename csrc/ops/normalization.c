@@ -293,7 +293,7 @@ static void batch_norm_backward(const fnn_plan *p, const fnn_op *op, int64_t row
 
 const fnn_op_kind fnn_op_batch_norm = {"batch_norm", 1, batch_norm_check, batch_norm_scratch,
                                        affine_grads, batch_norm_forward, batch_norm_backward,
-                                       NULL};
+                                       NULL, 1};
 
 /* ---- layer_norm: per group of C values of each row, y = gamma * (x - m) / sqrt(v + eps)
  * + beta with m, v that group's mean and (biased) variance, the same in training and

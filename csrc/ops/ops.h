@@ -25,6 +25,9 @@ typedef struct {
     /* NULL, or a term the op adds to the loss after a forward of `rows` rows (an activity
      * penalty; its gradient is the op's backward's business): see regularizers.c */
     double (*loss)(const fnn_plan *p, const fnn_op *op, int64_t rows);
+    /* 1: training mixes the batch's rows (batch statistics) or writes the state, so a
+     * training step cannot be split by rows between threads (csrc/parallel.c) */
+    int couples_rows;
 } fnn_op_kind;
 
 extern const fnn_op_kind *const fnn_op_table[FNN_OP_COUNT];

@@ -1,7 +1,9 @@
 /* test_plan.c - builds and runs a plan with no Python: a two-input graph (dense layers, a
  * layer called twice, add, concatenate, relu) trained with SGD on the portable and panel
  * paths; checks forward against plain loops, the gradients against central differences
- * in double, and that training lowers the loss. Compiled and run by tests/test_c_core.py.
+ * in double, and that training lowers the loss; then the same split between two threads
+ * (csrc/parallel.c): the same checks, and two runs bit-identical. Compiled and run by
+ * tests/test_c_core.py.
  * Prints "ok" and exits 0, or prints what failed and exits 1. */
 #include <math.h>
 #include <stdio.h>
@@ -73,7 +75,9 @@ static int one_step(fnn_plan *p, fnn_optimizer *opt, const float *const *xs,
     return fnn_plan_train(p, opt, &r, 1, 0.0, 0);
 }
 
-static int run(int path)
+/* path: the dense ops' kernels; threads: the plan's copies (1: none); final: the
+ * parameters after training (NP floats) */
+static int run(int path, int threads, float *final)
 {
     enum { NP = A * H + H + H * H + H + (H + B) + 1 };
     float params[NP], grads[NP], state[1];
@@ -154,6 +158,11 @@ static int run(int path)
     float *arena = (float *)calloc((size_t)floats, sizeof(float));
 
     fnn_plan_bind(&p, arena);
+    if (threads > 1) {
+        fnn_parallel_min_flop(0.0); /* this little plan split all the same */
+        fnn_pool_set_threads(threads);
+        expect(fnn_plan_set_threads(&p, threads) == threads, "copies made", 0, threads);
+    }
     for (int i = 0; i < NP; i++) w64[i] = params[i];
     double a64[N * A], b64[N * B], t64[N];
     for (int i = 0; i < N * A; i++) a64[i] = a[i];
@@ -204,6 +213,8 @@ static int run(int path)
         if (first < 0) first = last;
     }
     expect(last < 0.5 * first, "loss after 50 steps below half the first", last, 0.5 * first);
+    memcpy(final, params, sizeof params);
+    fnn_plan_free_threads(&p);
     free(arena);
     return failures;
 }
@@ -226,8 +237,14 @@ static int flush_to_zero(void)
 int main(void)
 {
     int bad = flush_to_zero();
-    bad += run(FNN_PATH_PORTABLE);
-    bad += run(FNN_PATH_PANELS);
+    enum { NPMAX = 256 };
+    float serial[NPMAX] = {0}, split[NPMAX] = {0}, again[NPMAX] = {0};
+    bad += run(FNN_PATH_PORTABLE, 1, serial);
+    bad += run(FNN_PATH_PANELS, 1, serial);
+    bad += run(FNN_PATH_PANELS, 2, split);
+    bad += run(FNN_PATH_PANELS, 2, again);
+    expect(memcmp(split, again, sizeof split) == 0, "two threads: two runs bit-identical", 0, 0);
+    bad += failures;
     if (bad) return 1;
     printf("ok\n");
     return 0;
