@@ -6,33 +6,30 @@ epochs in C over flat float32 buffers; fastnn.show_config() tells what it runs o
 """
 
 
-def _find_compiled_package():
-    """A source checkout has no compiled _engine. When Python imports fastnn from one
-    (``python -m fastnn demo`` at the checkout's root puts it first on sys.path), load
-    the submodules from the installed package instead, so that the checkout never runs
-    without its extension."""
-    import importlib.machinery
+def _check_extension():
+    """Imports the compiled core, or says how to build it. A source checkout has no
+    compiled _engine until it is built; Python imports it first when run in the
+    checkout's root (``python -m fastnn`` or ``python -c`` put the current directory
+    first on sys.path). fastnn then stops with the commands that build it, and never
+    loads another installed copy in its place."""
     import os
-    import sys
-
-    def has_engine(folder):
-        return any(os.path.exists(os.path.join(folder, "_engine" + suffix))
-                   for suffix in importlib.machinery.EXTENSION_SUFFIXES)
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    if has_engine(here):
-        return
-    for entry in sys.path:
-        folder = os.path.join(os.path.abspath(entry or os.curdir), "fastnn")
-        if folder != here and has_engine(folder):
-            __path__[:] = [folder]
-            return
-    raise ImportError(f"fastnn's compiled extension is not built in {here} and no installed "
-                      "fastnn was found: run `pip install .` (or, for development, "
-                      "`python setup.py build_ext --inplace`)")
+    try:
+        from fastnn import _engine  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name != "fastnn._engine":
+            raise
+        here = os.path.dirname(os.path.abspath(__file__))
+        checkout = os.path.exists(os.path.join(os.path.dirname(here), "setup.py"))
+        where = (" (a source checkout: Python imports it first when started in that "
+                 "folder; start it elsewhere, or use the `fastnn` command, to import "
+                 "an installed fastnn)" if checkout else "")
+        raise ImportError(
+            f"fastnn's compiled extension is not built in {here}{where}. Install fastnn "
+            "with `pip install .`, or for development build it in place with `python "
+            "setup.py build_ext --inplace` (or `pip install -e .`).", name="fastnn") from None
 
 
-_find_compiled_package()
+_check_extension()
 from fastnn import activations, callbacks, datasets, initializers, layers, losses, metrics
 from fastnn import backend, optimizers, utils
 from fastnn._threads import get_num_threads, set_num_threads

@@ -11,10 +11,6 @@ _LEVEL_NEEDS = {"baseline": (), "avx2": ("AVX2", "FMA3"), "avx512": ("AVX2", "FM
 # the features worth showing, in this order (NumPy's names); others are left out
 _SHOWN_FEATURES = ("SSE2", "SSE42", "AVX", "FMA3", "AVX2", "AVX512F", "AVX512BW", "AVX512VL",
                    "AVX512_BF16", "AVX512BF16", "NEON", "ASIMD", "SVE")
-_BLAS_THREAD_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
-                        "openblas_get_num_threads64_", "openblas_get_num_threads")
-_BLAS_CONFIG_GETTERS = ("scipy_openblas_get_config64_", "scipy_openblas_get_config",
-                        "openblas_get_config64_", "openblas_get_config")
 
 
 def _cpu_features():
@@ -41,31 +37,11 @@ def _cpu_features():
 
 
 def _blas_info():
-    """Whether fastnn uses a BLAS for large GEMMs, and which (its library, threads and
-    build string when the library can tell)."""
+    """Whether fastnn uses a BLAS for large GEMMs, and which: its family (openblas, mkl,
+    blis, flexiblas, accelerate), library, sgemm symbol and integer width, threads and
+    build string when the library tells them, and the BLAS NumPy names (fastnn._blas)."""
     from fastnn import _blas
-    info = {"found": bool(_blas.available()), "library": None, "threads": None, "config": None}
-    if os.environ.get("FASTNN_NO_BLAS"):
-        info["disabled_by"] = "FASTNN_NO_BLAS"
-    lib = _blas._state["lib"]
-    if lib is None:
-        return info
-    import ctypes
-    info["library"] = getattr(lib, "_name", None)
-    for symbol in _BLAS_THREAD_GETTERS:
-        fn = getattr(lib, symbol, None)
-        if fn is not None:
-            fn.restype = ctypes.c_int
-            info["threads"] = int(fn())
-            break
-    for symbol in _BLAS_CONFIG_GETTERS:
-        fn = getattr(lib, symbol, None)
-        if fn is not None:
-            fn.restype = ctypes.c_char_p
-            text = fn()
-            info["config"] = text.decode(errors="replace").strip() if text else None
-            break
-    return info
+    return _blas.info()
 
 
 def _config():
@@ -113,9 +89,10 @@ def show_config(print_=True):
     - "threads": the threads fastnn computes with (fastnn.set_num_threads), the CPUs
       this process may use, and the work (floating-point operations) from which a step
       or predict call is split between the threads;
-    - "blas": whether a BLAS sgemm was found for large layers (NumPy's OpenBLAS, or a
-      BLAS already loaded in the process), its library path, its thread count and its
-      build string when the library reports them;
+    - "blas": whether a BLAS sgemm was found for large layers (the BLAS NumPy uses:
+      OpenBLAS, MKL, BLIS, FlexiBLAS or, on macOS, Accelerate), its family, library path,
+      sgemm symbol and whether it takes 64-bit integers (ilp64), its thread count and
+      build string when the library reports them, and the BLAS NumPy's build names;
     - "compiler": the compiler and flags Python was built with (sysconfig; fastnn's
       extension is built with the same compiler and adds its own optimisation flags);
     - "cpu_features": the SIMD features detected (NumPy's CPU dispatcher).

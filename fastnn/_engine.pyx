@@ -14,7 +14,8 @@ from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memset
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
-                               PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
+                               PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK,
+                               NOWAIT_LOCK)
 
 from fastnn._cfastnn cimport *
 
@@ -473,6 +474,10 @@ cdef inline void *_alloc(size_t n, size_t size) except NULL:
     return p
 
 
+# A predict of less work than this (floating-point operations: ~2-5 us here) keeps the GIL.
+cdef double _KEEP_GIL_FLOP = 2e4
+
+
 cdef inline void _sync_threads(Plan plan) noexcept nogil:
     """(Re)makes the plan's per-thread copies when the pool's size changed; called with
     the plan's lock held. Out of memory, the plan runs whole on the calling thread."""
@@ -735,7 +740,23 @@ cdef class Plan:
         """The latency path of a one-input, one-output plan: a checked (n, width) float32
         array in, a new (n, out) array out. Runs in chunks of self.chunk_seconds, checking
         for Ctrl-C between them. (One argument: parsing an optional one cost ~20 ns.)"""
-        cdef double max_seconds = self.chunk_seconds
+        cdef int64_t n = self._check_latency_input(x)
+        self.out_dims[0] = n
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, self.out_dims, cnp.NPY_FLOAT32, 0)
+        self._predict_rows(x, out, n)
+        return out
+
+    def predict_into(self, cnp.ndarray x, cnp.ndarray out):
+        """predict(x) written into `out`, a C-contiguous float32 (n, out width) array
+        (no allocation); returns out."""
+        cdef int64_t n = self._check_latency_input(x)
+        _check_shape(out, "out", (n, self.output_widths[0]))
+        if not cnp.PyArray_ISWRITEABLE(out):
+            raise ValueError("out must be writeable")
+        self._predict_rows(x, out, n)
+        return out
+
+    cdef int64_t _check_latency_input(self, cnp.ndarray x) except -1:
         if self.stale:
             raise ValueError("this plan's weights moved: rebuild it")
         _check(x, "x", 2)
@@ -744,20 +765,34 @@ cdef class Plan:
         if x.shape[1] != self.in_width:
             raise ValueError(f"x must have {self.in_width} features per row, got "
                              f"shape {_shape(x)}")
-        cdef int64_t n = x.shape[0], s = 0
+        cdef int64_t n = x.shape[0]
         if n == 0:
             raise ValueError(f"x is empty (shape {_shape(x)})")
         cdef int finite
-        with nogil:
+        if <double>n * self.row_flop < _KEEP_GIL_FLOP:
             finite = fnn_all_finite(fptr(x), <size_t>(n * x.shape[1]))
+        else:
+            with nogil:
+                finite = fnn_all_finite(fptr(x), <size_t>(n * x.shape[1]))
         if not finite:
             raise ValueError(f"x contains NaN or Inf (shape {_shape(x)})")
         if self.has_index_limits:
             self._check_indices([x], "x")
-        self.out_dims[0] = n
-        cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, self.out_dims, cnp.NPY_FLOAT32, 0)
+        return n
+
+    cdef int _predict_rows(self, cnp.ndarray x, cnp.ndarray out, int64_t n) except -1:
+        cdef double max_seconds = self.chunk_seconds
         cdef const float *xp = fptr(x)
         cdef float *op = fptr(out)
+        cdef int64_t s = 0
+        # Work of a few microseconds runs with the GIL held: releasing and retaking it
+        # would cost more than the arithmetic. (Only if the plan is free: waiting for it
+        # with the GIL held would stall every other thread.)
+        if <double>n * self.row_flop < _KEEP_GIL_FLOP and PyThread_acquire_lock(self.lock,
+                                                                             NOWAIT_LOCK):
+            _sync_threads(self)
+            s = fnn_plan_predict(&self.p, &xp, s, n, &op, max_seconds)
+            PyThread_release_lock(self.lock)
         while s < n:
             with nogil:
                 PyThread_acquire_lock(self.lock, WAIT_LOCK)
@@ -766,7 +801,7 @@ cdef class Plan:
                 PyThread_release_lock(self.lock)
             if s < n:
                 PyErr_CheckSignals()
-        return out
+        return 0
 
     def predict_many(self, list xs, double max_seconds=0.1):
         """Outputs (a list of new (n, width) arrays) for checked inputs xs."""

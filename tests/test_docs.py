@@ -133,7 +133,7 @@ def test_help_of_fit_renders():
 
 # -- show_config -----------------------------------------------------------------------------
 
-SECTIONS = {"fastnn", "python", "numpy", "platform", "kernels", "blas", "compiler",
+SECTIONS = {"fastnn", "python", "numpy", "platform", "kernels", "threads", "blas", "compiler",
             "cpu_features"}
 
 
@@ -148,6 +148,9 @@ def test_show_config_returns_the_sections():
     assert kernels["levels"] == list(_engine.KERNEL_LEVELS)
     assert "baseline" in kernels["available"]
     assert set(kernels["available"]) <= set(kernels["levels"])
+    threads = config["threads"]
+    assert threads["fastnn"] == fastnn.get_num_threads() and threads["cpus_usable"] >= 1
+    assert threads["parallel_min_flop"] == _engine.parallel_min_flop()
     blas = config["blas"]
     assert set(blas) >= {"found", "library", "threads", "config"}
     assert blas["found"] == _blas.available()

@@ -283,6 +283,12 @@ class Model(Layer):
         return ctx.graph(self._graph, inputs)[0]
 
     def __call__(self, inputs):
+        plan = self._predict_plan
+        if plan is not None and type(inputs) is np.ndarray:  # model(x): predict's fast path
+            try:
+                return plan.predict(inputs)
+            except (TypeError, ValueError):
+                pass
         tensors, _ = as_tensor_list(inputs)
         if all(isinstance(t, KerasTensor) for t in tensors):
             return Layer.__call__(self, inputs)
@@ -785,7 +791,7 @@ class Model(Layer):
         return weights if any(w is not None for w in weights) else None
 
     # -- predict --------------------------------------------------------------------------
-    def predict(self, x, batch_size=None, verbose=0, callbacks=None, steps=None):
+    def predict(self, x, batch_size=None, verbose=0, callbacks=None, steps=None, out=None):
         """Returns the model's outputs for the inputs `x`.
 
         Runs the forward pass in the engine in blocks of rows (dropout and noise layers
@@ -801,10 +807,13 @@ class Model(Layer):
             verbose: accepted for Keras compatibility; predict prints no progress.
             callbacks: default None; a list of Callbacks whose on_predict_* hooks run.
             steps: default None (all); the number of batches to predict.
+            out: default None. For a one-input, one-output model: a C-contiguous float32
+                array of shape (n, *output_shape) to write the outputs into instead of
+                allocating them (a server's loop can reuse one buffer).
 
         Returns:
             A new float32 array of shape (n, *output_shape), or a list of them for a
-            model with several outputs.
+            model with several outputs; `out` when given.
 
         Raises:
             ValueError: when x does not match the model's inputs (shape, count, finite
@@ -815,6 +824,8 @@ class Model(Layer):
             y_pred = model.predict(x_test)
         """
         plan = self._predict_plan  # (a method call on it beats a stored bound method)
+        if out is not None:
+            return self._predict_into(x, out, batch_size, callbacks, steps)
         if plan is not None and batch_size is None and callbacks is None and steps is None:
             try:  # the latency path: a checked float32 C-contiguous array goes straight in
                 return plan.predict(x)
@@ -852,8 +863,30 @@ class Model(Layer):
         return [o if len(t.shape) == 2 else o.reshape((o.shape[0],) + tuple(t.shape[1:]))
                 for o, t in zip(outs, self._graph.outputs)]
 
+    def _predict_into(self, x, out, batch_size, callbacks, steps):
+        """predict(x, out=out): the engine writes the rows into the caller's array."""
+        if len(self._graph.inputs) != 1 or len(self._graph.outputs) != 1:
+            raise ValueError("out= takes a model with one input and one output; this one "
+                             f"has {len(self._graph.inputs)} and {len(self._graph.outputs)}")
+        if batch_size is not None or callbacks is not None or steps is not None:
+            raise ValueError("out= cannot be combined with batch_size, callbacks or steps")
+        shape = tuple(self._graph.outputs[0].shape[1:])
+        if (not isinstance(out, np.ndarray) or out.dtype != np.float32
+                or not out.flags.c_contiguous or not out.flags.writeable):
+            raise ValueError("out must be a writeable C-contiguous float32 array, got "
+                             f"{type(out).__name__} {getattr(out, 'dtype', '')}".rstrip())
+        xs = self._prepare_inputs(x)
+        n = xs[0].shape[0]
+        if out.shape != (n,) + shape:
+            raise ValueError(f"out must have shape {(n,) + shape} for {n} rows, got "
+                             f"{out.shape}")
+        plan = self._plan(_INFER_ROWS, "predict")
+        plan.predict_into(xs[0], out.reshape(n, -1))
+        return out
+
     def predict_on_batch(self, x):
-        """Returns the outputs for one batch `x`: the same as ``predict(x)``.
+        """Returns the outputs for one batch `x`: the same as ``predict(x)``, on its fast
+        path when x is a float32 C-contiguous array.
 
         Args:
             x: the inputs (an array, or a list or dict of arrays for several inputs).
@@ -861,6 +894,12 @@ class Model(Layer):
         Returns:
             A float32 array, or a list of them for several outputs.
         """
+        plan = self._predict_plan
+        if plan is not None:
+            try:
+                return plan.predict(x)
+            except (TypeError, ValueError):
+                pass
         return self.predict(x)
 
     # -- evaluate -------------------------------------------------------------------------
