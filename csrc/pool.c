@@ -161,6 +161,23 @@ static int cpu_count(void)
 #endif
 }
 
+/* FASTNN_NUM_THREADS, else OMP_NUM_THREADS (set to 1 by Dask's nanny for its workers,
+ * by job schedulers for their slots), else the CPUs this process may use; at most
+ * FNN_MAX_THREADS. */
+static int default_threads(void)
+{
+    static const char *const vars[] = {"FASTNN_NUM_THREADS", "OMP_NUM_THREADS"};
+    for (int i = 0; i < 2; i++) {
+        const char *v = getenv(vars[i]);
+        if (!v || !*v) continue;
+        char *end = NULL;
+        const long n = strtol(v, &end, 10);
+        if (*end == '\0' && n >= 1) return n < FNN_MAX_THREADS ? (int)n : FNN_MAX_THREADS;
+    }
+    const int n = cpu_count();
+    return n < FNN_MAX_THREADS ? n : FNN_MAX_THREADS;
+}
+
 /* Claims task t if nobody has: clears its bit. */
 static int claim(int t)
 {
@@ -265,8 +282,7 @@ static void init(void)
     lock_init(&pool.region);
     lock_init(&pool.sleep);
     cond_init(&pool.wake);
-    pool.threads = cpu_count();
-    if (pool.threads > FNN_MAX_THREADS) pool.threads = FNN_MAX_THREADS;
+    pool.threads = default_threads();
 #if !defined(_WIN32)
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 #endif

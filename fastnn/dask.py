@@ -44,7 +44,8 @@ from fastnn.models.model import Model
 __all__ = ["predict", "fit_many", "fit_chunks", "Fitted", "worker_env", "blas_threads",
            "ThreadLimit"]
 
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_THREAD_VARS = ("FASTNN_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS")
 
 
 # ---- predict over a chunked array ---------------------------------------------------------
@@ -276,7 +277,7 @@ def blas_threads(n_workers, threads_per_worker=1, cores=None):
 
 def worker_env(n_workers, threads_per_worker=1, cores=None):
     """The environment for worker processes (LocalCluster(env=...), Nanny(env=...)):
-    OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS set to
+    FASTNN_NUM_THREADS, OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS set to
     blas_threads(n_workers, threads_per_worker, cores). A worker sets them when it starts,
     which bounds the libraries it loads and the processes it starts afterwards; a BLAS
     already loaded keeps its pool: ThreadLimit sets that one."""
@@ -285,7 +286,7 @@ def worker_env(n_workers, threads_per_worker=1, cores=None):
 
 
 class ThreadLimit(WorkerPlugin):
-    """A worker plugin bounding the BLAS pool of each worker it joins:
+    """A worker plugin bounding fastnn's and the BLAS's threads in each worker it joins:
     `client.register_plugin(ThreadLimit(threads))` calls fastnn.set_num_threads(threads)
     in every worker (present and future) and sets the thread variables of worker_env for
     the processes they start."""
@@ -301,4 +302,4 @@ class ThreadLimit(WorkerPlugin):
         import fastnn
         for var in _THREAD_VARS:
             os.environ[var] = str(self.threads)
-        fastnn.set_num_threads(min(self.threads, 4 * (os.cpu_count() or 1)))
+        fastnn.set_num_threads(min(self.threads, 64))

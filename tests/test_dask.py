@@ -182,37 +182,41 @@ def _blas_state():
             if fn is not None:
                 threads = fn()
                 break
-    return {v: os.environ.get(v) for v in fd._THREAD_VARS}, threads
+    import fastnn
+    return ({v: os.environ.get(v) for v in fd._THREAD_VARS}, threads,
+            fastnn.get_num_threads())
 
 
 def test_workers_blas_threads_are_their_share(client):
     assert BLAS_THREADS == max(1, (os.cpu_count() or 1) // 2)
     states = client.run(_blas_state)
     assert len(states) == N_WORKERS
-    for env, threads in states.values():
+    for env, threads, own in states.values():
         assert env == {v: str(BLAS_THREADS) for v in fd._THREAD_VARS}
         if threads is not None:
             assert threads == BLAS_THREADS
+        assert own == BLAS_THREADS  # fastnn's pool: its share too
 
 
 def test_thread_limit_plugin_sets_the_pool_at_run_time(client):
     client.register_plugin(fd.ThreadLimit(2), name="fastnn-two-threads")
     try:
-        for env, threads in client.run(_blas_state).values():
-            assert env["OPENBLAS_NUM_THREADS"] == "2"
-            assert threads in (None, 2)
+        for env, threads, own in client.run(_blas_state).values():
+            assert env["OPENBLAS_NUM_THREADS"] == "2" and env["FASTNN_NUM_THREADS"] == "2"
+            assert threads in (None, 2) and own == 2
     finally:
         client.register_plugin(fd.ThreadLimit(BLAS_THREADS), name="fastnn-two-threads")
-    for env, threads in client.run(_blas_state).values():
+    for env, threads, own in client.run(_blas_state).values():
         assert env["OPENBLAS_NUM_THREADS"] == str(BLAS_THREADS)
-        assert threads in (None, BLAS_THREADS)
+        assert threads in (None, BLAS_THREADS) and own == BLAS_THREADS
 
 
 def test_thread_shares():
     assert fd.blas_threads(2, 1, cores=8) == 4
     assert fd.blas_threads(3, 2, cores=8) == 1
     assert fd.blas_threads(16, 1, cores=8) == 1
-    assert fd.worker_env(1, 2, cores=8) == {"OPENBLAS_NUM_THREADS": "4",
+    assert fd.worker_env(1, 2, cores=8) == {"FASTNN_NUM_THREADS": "4",
+                                            "OPENBLAS_NUM_THREADS": "4",
                                             "OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
 
 

@@ -321,3 +321,18 @@ def test_model_call_and_predict_on_batch_take_the_fast_path():
     np.testing.assert_array_equal(model(x), want)
     np.testing.assert_array_equal(model.predict_on_batch(x), want)
     np.testing.assert_array_equal(model(x.astype(np.float64)), want)  # converted path
+
+
+@pytest.mark.parametrize("env, want", [({"FASTNN_NUM_THREADS": "1", "OMP_NUM_THREADS": "3"}, 1),
+                                       ({"OMP_NUM_THREADS": "3"}, 3),
+                                       ({"FASTNN_NUM_THREADS": "999"}, 64),
+                                       ({"OMP_NUM_THREADS": "two"}, None)])
+def test_the_default_comes_from_the_environment(env, want):
+    import subprocess
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("FASTNN_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", "import fastnn; print(fastnn.get_num_threads())"],
+                         env={**clean, **env}, capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == (want if want is not None else min(_engine.cpu_count(), 64))
