@@ -420,6 +420,12 @@ int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const
     int64_t s = start;
     while (s < n) {
         const int64_t rows = n - s < batch ? n - s : batch;
+        if (p->shards && fnn_parallel_evaluate(p->shards, rows)) {
+            fnn_evaluate_parallel(p, x, y, sw, s, rows, totals);
+            s += rows;
+            if (deadline > 0 && s < n && now_seconds() >= deadline) break;
+            continue;
+        }
         feed_inputs(p, x, s);
         for (int h = 0; h < p->n_heads && h < FNN_MAX_OP_INPUTS; h++) {
             targets[h] = y[h] + s * p->heads[h].target_width;

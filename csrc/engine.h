@@ -18,12 +18,15 @@ void fnn_gather(float *dst, const float *src, const int64_t *perm, int64_t start
 double fnn_loss_divisor(const fnn_head *hd, const float *w, const int64_t *perm, int64_t start,
                         int64_t rows);
 
-/* parallel.c: whether a training step of `rows` rows (a predict of `rows` remaining rows)
- * is split between the plan's copies, and the split step and predict themselves. */
+/* parallel.c: whether a training step of `rows` rows (a predict of `rows` remaining rows,
+ * an evaluate batch) is split between the plan's copies, and the split calls themselves. */
 int fnn_parallel_train(const struct fnn_shards *sh, int64_t rows);
 int fnn_parallel_predict(const struct fnn_shards *sh, int64_t rows);
 int fnn_train_parallel(fnn_plan *p, fnn_optimizer *opt, const fnn_run *run, double *tot);
 int64_t fnn_predict_parallel(fnn_plan *p, const float *const *x, int64_t s, int64_t n,
                              float *const *out);
+int fnn_parallel_evaluate(const struct fnn_shards *sh, int64_t rows);
+void fnn_evaluate_parallel(fnn_plan *p, const float *const *x, const float *const *y,
+                           const float *const *sw, int64_t s, int64_t rows, double *totals);
 
 #endif

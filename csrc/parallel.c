@@ -52,6 +52,7 @@ struct fnn_shards {
     int *dense;             /* their indices */
     double flop_per_row;    /* forward */
     int trains;             /* 0: training steps stay whole (rows coupled, loss terms) */
+    int evaluates;          /* 0: evaluate's batches stay whole (loss terms) */
 };
 
 static int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
@@ -119,7 +120,7 @@ int fnn_plan_set_threads(fnn_plan *p, int n)
     p->shards = sh;
     sh->n = n;
     sh->flop_per_row = f;
-    sh->trains = !p->regularized;
+    sh->trains = sh->evaluates = !p->regularized;
     for (int k = 0; k < p->n_ops; k++)
         sh->trains &= !fnn_op_table[p->ops[k].kind]->couples_rows;
     const int nt = p->n_tensors, no = p->n_ops, nh = p->n_heads > 0 ? p->n_heads : 1;
@@ -214,6 +215,52 @@ static void pack_shard(const fnn_plan *p, int k, int with_t)
     }
 }
 
+/* ---- a batch's loss and metrics ---------------------------------------------------------- */
+
+/* Adds a split batch of `rows` rows to the totals as engine.c's losses_and_metrics does
+ * for a whole one: each head's loss sum over the shards (in shard order) over the batch's
+ * divisor, the shards' metric statistics. Returns the batch's weighted loss. */
+static double account(const fnn_plan *p, const double *divisor, int64_t rows, double *tot)
+{
+    const struct fnn_shards *sh = p->shards;
+    double total = 0.0;
+    for (int h = 0; h < p->n_heads; h++) {
+        double sum = 0.0;
+        for (int k = 0; k < sh->n; k++) sum += sh->sums[(size_t)k * (size_t)p->n_heads + h];
+        const double loss = divisor[h] != 0.0 ? sum / divisor[h] : 0.0;
+        total += (double)p->heads[h].weight * loss;
+        tot[2 + h] += loss * (double)rows;
+    }
+    const int64_t tsize = fnn_totals_size(p);
+    for (int k = 0; k < sh->n; k++) {
+        const double *t = sh->totals + (size_t)k * (size_t)tsize;
+        for (int64_t i = 2 + p->n_heads; i < tsize; i++) tot[i] += t[i];
+    }
+    tot[0] += (double)rows;
+    tot[1] += total * (double)rows;
+    return total;
+}
+
+/* Shard k's heads over its `rows` rows: loss sums (and, when scale, gradients scaled by
+ * scale[h]) into its sums, metric statistics into its totals (cleared first). */
+static void shard_heads(struct fnn_shards *sh, int k, const float *const *targets,
+                        const float *const *weights, int64_t rows, const double *scale)
+{
+    fnn_plan *q = &sh->plans[k];
+    double *sums = sh->sums + (size_t)k * (size_t)(q->n_heads > 0 ? q->n_heads : 1);
+    for (int h = 0; h < q->n_heads; h++) {
+        const fnn_head *hd = &q->heads[h];
+        const fnn_tensor *T = &q->tensors[hd->tensor];
+        sums[h] = fnn_loss_sum(hd->loss, hd->param, T->value, T->ld, targets[h], weights[h],
+                               scale ? T->grad : NULL, scale ? scale[h] : 0.0, rows, T->width,
+                               NULL);
+    }
+    const int64_t tsize = fnn_totals_size(q);
+    double *tot = sh->totals + (size_t)k * (size_t)tsize;
+    memset(tot, 0, (size_t)tsize * sizeof(double));
+    if (q->n_metrics) fnn_metrics_update(q, targets, weights, rows, tot);
+}
+
 /* ---- a training step ------------------------------------------------------------------ */
 
 typedef struct {
@@ -247,7 +294,6 @@ static int step_task(void *arg, int k)
         T->value = T->rows;
         fnn_gather(T->rows, run->x[i], perm, s, rows, T->width);
     }
-    double *sums = sh->sums + (size_t)k * (size_t)(q->n_heads > 0 ? q->n_heads : 1);
     for (int h = 0; h < q->n_heads; h++) {
         fnn_head *hd = &q->heads[h];
         fnn_gather(hd->target, run->y[h], perm, s, rows, hd->target_width);
@@ -259,16 +305,7 @@ static int step_task(void *arg, int k)
         }
     }
     fnn_forward(q, rows, 1);
-    for (int h = 0; h < q->n_heads; h++) {
-        const fnn_head *hd = &q->heads[h];
-        const fnn_tensor *T = &q->tensors[hd->tensor];
-        sums[h] = fnn_loss_sum(hd->loss, hd->param, T->value, T->ld, targets[h], weights[h],
-                               T->grad, c->scale[h], rows, T->width, NULL);
-    }
-    const int64_t tsize = fnn_totals_size(q);
-    double *tot = sh->totals + (size_t)k * (size_t)tsize;
-    memset(tot, 0, (size_t)tsize * sizeof(double));
-    if (q->n_metrics) fnn_metrics_update(q, targets, weights, rows, tot);
+    shard_heads(sh, k, targets, weights, rows, c->scale);
     fnn_backward(q, rows);
     return 0;
 }
@@ -311,23 +348,7 @@ int fnn_train_parallel(fnn_plan *p, fnn_optimizer *opt, const fnn_run *run, doub
     }
     fnn_pool_run(step_task, &c, sh->n);
     p->dropout_state = sh->plans[0].dropout_state;
-    /* the batch's loss: each head's sum over the shards, in shard order */
-    double total = 0.0;
-    for (int h = 0; h < p->n_heads; h++) {
-        double sum = 0.0;
-        for (int k = 0; k < sh->n; k++) sum += sh->sums[(size_t)k * (size_t)p->n_heads + h];
-        const double loss = divisor[h] != 0.0 ? sum / divisor[h] : 0.0;
-        total += (double)p->heads[h].weight * loss;
-        tot[2 + h] += loss * (double)c.rows;
-    }
-    const int64_t tsize = fnn_totals_size(p);
-    for (int k = 0; k < sh->n; k++) {
-        const double *t = sh->totals + (size_t)k * (size_t)tsize;
-        for (int64_t i = 2 + p->n_heads; i < tsize; i++) tot[i] += t[i];
-    }
-    tot[0] += (double)c.rows;
-    tot[1] += total * (double)c.rows;
-    if (!isfinite(total)) return 1;
+    if (!isfinite(account(p, divisor, c.rows, tot))) return 1;
     c.update = fnn_optimizer_elementwise(opt);
     c.lr = c.update ? fnn_optimizer_lr(opt) : 0.0;
     /* ranges of at least 4096 parameters: below that a range is not worth a thread */
@@ -339,6 +360,53 @@ int fnn_train_parallel(fnn_plan *p, fnn_optimizer *opt, const fnn_run *run, doub
     else
         fnn_optimizer_update(opt, p->params, p->grads, (size_t)p->n_params);
     return 0;
+}
+
+/* ---- evaluate ---------------------------------------------------------------------- */
+
+typedef struct {
+    fnn_plan *p;
+    const float *const *x, *const *y, *const *sw;
+    int64_t start, rows;
+} eval_ctx;
+
+static int eval_task(void *arg, int k)
+{
+    eval_ctx *c = (eval_ctx *)arg;
+    struct fnn_shards *sh = c->p->shards;
+    fnn_plan *q = &sh->plans[k];
+    int64_t lo, hi;
+    share(c->rows, sh->n, k, &lo, &hi);
+    const int64_t s = c->start + lo, rows = hi - lo;
+    const float *targets[FNN_MAX_OP_INPUTS], *weights[FNN_MAX_OP_INPUTS];
+    pack_shard(c->p, k, 0);
+    for (int i = 0; i < q->n_inputs; i++) {
+        fnn_tensor *T = &q->tensors[q->inputs[i]];
+        T->value = (float *)(c->x[i] + s * T->width);
+    }
+    for (int h = 0; h < q->n_heads; h++) {
+        targets[h] = c->y[h] + s * q->heads[h].target_width;
+        weights[h] = c->sw && c->sw[h] ? c->sw[h] + s : NULL;
+    }
+    fnn_forward(q, rows, 0);
+    shard_heads(sh, k, targets, weights, rows, NULL);
+    return 0;
+}
+
+int fnn_parallel_evaluate(const struct fnn_shards *sh, int64_t rows)
+{
+    return sh->evaluates && fnn_parallel_predict(sh, rows);
+}
+
+void fnn_evaluate_parallel(fnn_plan *p, const float *const *x, const float *const *y,
+                           const float *const *sw, int64_t s, int64_t rows, double *totals)
+{
+    double divisor[FNN_MAX_OP_INPUTS];
+    for (int h = 0; h < p->n_heads; h++)
+        divisor[h] = fnn_loss_divisor(&p->heads[h], sw ? sw[h] : NULL, NULL, s, rows);
+    eval_ctx c = {p, x, y, sw, s, rows};
+    fnn_pool_run(eval_task, &c, p->shards->n);
+    account(p, divisor, rows, totals);
 }
 
 /* ---- predict ----------------------------------------------------------------------- */

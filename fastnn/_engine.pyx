@@ -852,6 +852,7 @@ cdef class Plan:
             while s < n:
                 with nogil:
                     PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                    _sync_threads(self)
                     s = fnn_plan_evaluate(&self.p, xp, yp, wp, s, n, batch, tp, max_seconds)
                     PyThread_release_lock(self.lock)
                 PyErr_CheckSignals()

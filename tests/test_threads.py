@@ -336,3 +336,25 @@ def test_the_default_comes_from_the_environment(env, want):
                          cwd=os.path.dirname(os.path.abspath(__file__)))
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == (want if want is not None else min(_engine.cpu_count(), 64))
+
+
+def test_split_evaluate_matches_the_whole_one(restore_threads):
+    """evaluate's batches split between threads: the same loss and metrics (weighted)."""
+    fastnn.utils.set_random_seed(6)
+    model = Sequential([Input(shape=(8,)), Dense(32, activation="relu"),
+                        BatchNormalization(), Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], weighted_metrics=["accuracy"])
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((301, 8), dtype=np.float32)
+    y = rng.integers(0, 3, 301)
+    sw = rng.random(301).astype(np.float32)
+    _engine.parallel_min_flop(0.0)
+    results = {}
+    for threads in (1, 2):
+        fastnn.set_num_threads(threads)
+        results[threads] = model.evaluate(x, y, sample_weight=sw, batch_size=64,
+                                          return_dict=True)
+    assert results[1].keys() == results[2].keys()
+    for key in results[1]:
+        np.testing.assert_allclose(results[2][key], results[1][key], rtol=1e-5)
