@@ -382,9 +382,11 @@ int64_t fnn_plan_predict(fnn_plan *p, const float *const *x, int64_t start, int6
     const fnn_fpu_state fpu = fnn_fpu_flush_denormals();
     double deadline = 0.0; /* read once a first chunk leaves rows to do (a latency path) */
     int64_t s = start;
+    int packed = 0;        /* split chunks: the weights packed by this call's first */
     while (s < n) {
         if (p->shards && fnn_parallel_predict(p->shards, n - s)) {
-            s = fnn_predict_parallel(p, x, s, n, out);
+            s = fnn_predict_parallel(p, x, s, n, out, !packed);
+            packed = 1;
             goto next;
         }
         const int64_t rows = n - s < p->max_batch ? n - s : p->max_batch;
@@ -418,10 +420,12 @@ int64_t fnn_plan_evaluate(fnn_plan *p, const float *const *x, const float *const
     const float *targets[FNN_MAX_OP_INPUTS], *weights[FNN_MAX_OP_INPUTS];
     if (batch > p->max_batch || batch < 1) batch = p->max_batch;
     int64_t s = start;
+    int packed = 0;        /* split batches: the weights packed by this call's first */
     while (s < n) {
         const int64_t rows = n - s < batch ? n - s : batch;
         if (p->shards && fnn_parallel_evaluate(p->shards, rows)) {
-            fnn_evaluate_parallel(p, x, y, sw, s, rows, totals);
+            fnn_evaluate_parallel(p, x, y, sw, s, rows, totals, !packed);
+            packed = 1;
             s += rows;
             if (deadline > 0 && s < n && now_seconds() >= deadline) break;
             continue;

@@ -19,14 +19,16 @@ double fnn_loss_divisor(const fnn_head *hd, const float *w, const int64_t *perm,
                         int64_t rows);
 
 /* parallel.c: whether a training step of `rows` rows (a predict of `rows` remaining rows,
- * an evaluate batch) is split between the plan's copies, and the split calls themselves. */
+ * an evaluate batch) is split between the plan's copies, and the split calls themselves
+ * (pack: the call's first split region, which packs the weights for the rest of the call). */
 int fnn_parallel_train(const struct fnn_shards *sh, int64_t rows);
 int fnn_parallel_predict(const struct fnn_shards *sh, int64_t rows);
 int fnn_train_parallel(fnn_plan *p, fnn_optimizer *opt, const fnn_run *run, double *tot);
 int64_t fnn_predict_parallel(fnn_plan *p, const float *const *x, int64_t s, int64_t n,
-                             float *const *out);
+                             float *const *out, int pack);
 int fnn_parallel_evaluate(const struct fnn_shards *sh, int64_t rows);
 void fnn_evaluate_parallel(fnn_plan *p, const float *const *x, const float *const *y,
-                           const float *const *sw, int64_t s, int64_t rows, double *totals);
+                           const float *const *sw, int64_t s, int64_t rows, double *totals,
+                           int pack);
 
 #endif

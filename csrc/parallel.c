@@ -368,6 +368,7 @@ typedef struct {
     fnn_plan *p;
     const float *const *x, *const *y, *const *sw;
     int64_t start, rows;
+    int pack;                   /* the call's first region: pack the weights */
 } eval_ctx;
 
 static int eval_task(void *arg, int k)
@@ -379,7 +380,7 @@ static int eval_task(void *arg, int k)
     share(c->rows, sh->n, k, &lo, &hi);
     const int64_t s = c->start + lo, rows = hi - lo;
     const float *targets[FNN_MAX_OP_INPUTS], *weights[FNN_MAX_OP_INPUTS];
-    pack_shard(c->p, k, 0);
+    if (c->pack) pack_shard(c->p, k, 0);
     for (int i = 0; i < q->n_inputs; i++) {
         fnn_tensor *T = &q->tensors[q->inputs[i]];
         T->value = (float *)(c->x[i] + s * T->width);
@@ -399,12 +400,13 @@ int fnn_parallel_evaluate(const struct fnn_shards *sh, int64_t rows)
 }
 
 void fnn_evaluate_parallel(fnn_plan *p, const float *const *x, const float *const *y,
-                           const float *const *sw, int64_t s, int64_t rows, double *totals)
+                           const float *const *sw, int64_t s, int64_t rows, double *totals,
+                           int pack)
 {
     double divisor[FNN_MAX_OP_INPUTS];
     for (int h = 0; h < p->n_heads; h++)
         divisor[h] = fnn_loss_divisor(&p->heads[h], sw ? sw[h] : NULL, NULL, s, rows);
-    eval_ctx c = {p, x, y, sw, s, rows};
+    eval_ctx c = {p, x, y, sw, s, rows, pack};
     fnn_pool_run(eval_task, &c, p->shards->n);
     account(p, divisor, rows, totals);
 }
@@ -416,6 +418,7 @@ typedef struct {
     const float *const *x;
     float *const *out;
     int64_t start, rows;
+    int pack;                   /* the call's first region: pack the weights */
 } predict_ctx;
 
 static int predict_task(void *arg, int k)
@@ -425,7 +428,7 @@ static int predict_task(void *arg, int k)
     int64_t lo, hi;
     share(c->rows, c->p->shards->n, k, &lo, &hi);
     const int64_t s = c->start + lo, rows = hi - lo;
-    pack_shard(c->p, k, 0);
+    if (c->pack) pack_shard(c->p, k, 0);
     for (int i = 0; i < q->n_inputs; i++) {
         fnn_tensor *T = &q->tensors[q->inputs[i]];
         T->value = (float *)(c->x[i] + s * T->width);
@@ -441,11 +444,11 @@ static int predict_task(void *arg, int k)
 }
 
 int64_t fnn_predict_parallel(fnn_plan *p, const float *const *x, int64_t s, int64_t n,
-                             float *const *out)
+                             float *const *out, int pack)
 {
     const struct fnn_shards *sh = p->shards;
     const int64_t most = (int64_t)sh->plans[0].max_batch * sh->n;
-    predict_ctx c = {p, x, out, s, n - s < most ? n - s : most};
+    predict_ctx c = {p, x, out, s, n - s < most ? n - s : most, pack};
     fnn_pool_run(predict_task, &c, sh->n);
     return s + c.rows;
 }
