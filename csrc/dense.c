@@ -57,13 +57,10 @@ size_t fnn_dense_packed_size(int64_t n_in, int64_t n_out, int with_t)
     return (size_t)(w_panels(n_out) * (n_in * P + P) + (with_t ? pad(n_in) / P * n_out * P : 0));
 }
 
+/* W^T's panel of columns c .. c + 16 of dL/dX: rows c .. c + 16 of W, transposed */
 static void pack_t(const float *w, int64_t n_in, int64_t n_out, int64_t c, float *wt)
 {
-    const int64_t width = n_in - c < P ? n_in - c : P;
-    for (int64_t j = 0; j < n_out; j++) {
-        for (int64_t q = 0; q < width; q++) wt[j * P + q] = w[(c + q) * n_out + j];
-        for (int64_t q = width; q < P; q++) wt[j * P + q] = 0.0f;
-    }
+    fnn_narrow.pack_t(w + c * n_out, n_out, wt, n_in - c < P ? n_in - c : P, n_out);
 }
 
 void fnn_dense_pack_panel(const float *w, const float *b, int64_t n_in, int64_t n_out,

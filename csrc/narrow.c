@@ -23,6 +23,15 @@ static void pack_base(const float *restrict w, int64_t ldw, const float *restric
     for (int64_t j = 0; j < P; j++) bp[j] = (b && j < n_out) ? b[j] : 0.0f;
 }
 
+static void pack_t_base(const float *restrict w, int64_t ldw, float *restrict wt, int64_t rows,
+                        int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) {
+        for (int64_t q = 0; q < rows; q++) wt[j * P + q] = w[q * ldw + j];
+        for (int64_t q = rows; q < P; q++) wt[j * P + q] = 0.0f;
+    }
+}
+
 /* Both products have one shape: for each output row r,
  *   out[r, 0:16] = init + sum_t s[r*s_row + t*s_t] * B[t, 0:16]
  * (forward: s = X, B = packed W; weight grad: s = X read down a column, B = dz;
@@ -191,6 +200,43 @@ AVX2 static __m256i lane_mask(int64_t count)
 {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), idx);
+}
+
+/* W^T's panel by 8 x 8 tiles, each eight loads, 24 shuffles and eight stores instead of
+ * 64 scalar moves (the panel path packs W^T for every backward: ~5% of a W8 step). */
+AVX2 static void pack_t_avx2(const float *w, int64_t ldw, float *wt, int64_t rows, int64_t n)
+{
+    if (rows < P) { /* the last, partial panel: plain loops */
+        pack_t_base(w, ldw, wt, rows, n);
+        return;
+    }
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int q0 = 0; q0 < P; q0 += 8) {
+            const float *s = w + q0 * ldw + j;
+            const __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ldw),
+                         r2 = _mm256_loadu_ps(s + 2 * ldw), r3 = _mm256_loadu_ps(s + 3 * ldw),
+                         r4 = _mm256_loadu_ps(s + 4 * ldw), r5 = _mm256_loadu_ps(s + 5 * ldw),
+                         r6 = _mm256_loadu_ps(s + 6 * ldw), r7 = _mm256_loadu_ps(s + 7 * ldw);
+            const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+                         t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+                         t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                         u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                         u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                         u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *d = wt + j * P + q0;
+            _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + P, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * P, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * P, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * P, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * P, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * P, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * P, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    if (j < n) pack_t_base(w + j, ldw, wt + j * P, rows, n - j);
 }
 
 AVX2 static void pack_avx2(const float *w, int64_t ldw, const float *b, float *wp, float *bp,
@@ -485,12 +531,12 @@ AVX512 static void weight_grad_avx512(const float *x, int64_t ldx, float *dz, in
 
 /* ---- dispatch ---------------------------------------------------------------------- */
 fnn_narrow_kernels fnn_narrow = {pack_base, forward_base, weight_grad_base, NULL, NULL,
-                                 "baseline"};
+                                 pack_t_base, "baseline"};
 
 const char *fnn_narrow_select(int level)
 {
     static const fnn_narrow_kernels base = {pack_base, forward_base, weight_grad_base, NULL,
-                                            NULL, "baseline"};
+                                            NULL, pack_t_base, "baseline"};
     fnn_narrow = base;
 #if FNN_HAVE_X86_DISPATCH
     __builtin_cpu_init();
@@ -498,12 +544,12 @@ const char *fnn_narrow_select(int level)
     if (level >= FNN_LEVEL_AVX512 && avx2 && __builtin_cpu_supports("avx512f")) {
         static const fnn_narrow_kernels avx512 = {pack_avx2, forward_avx512, weight_grad_avx512,
                                                   single_forward_avx2, single_backward_avx2,
-                                                  "avx512"};
+                                                  pack_t_avx2, "avx512"};
         fnn_narrow = avx512;
     } else if (level >= FNN_LEVEL_AVX2 && avx2) {
         static const fnn_narrow_kernels avx2_set = {pack_avx2, forward_avx2, weight_grad_avx2,
                                                     single_forward_avx2, single_backward_avx2,
-                                                    "avx2"};
+                                                    pack_t_avx2, "avx2"};
         fnn_narrow = avx2_set;
     }
 #else

@@ -29,6 +29,9 @@ typedef struct {
     void (*single_backward)(const float *x, int64_t ldx, const float *w, const float *dz,
                             int64_t ldz, float *gx, int64_t ldgx, float *gw, float *gb,
                             int64_t n, int64_t n_in);
+    /* wt (n x 16) = the first `rows` (<= 16) rows of W (rows ldw apart, n columns)
+     * transposed, zero-padded to 16: wt[j * 16 + q] = W[q, j] (a panel of W^T) */
+    void (*pack_t)(const float *w, int64_t ldw, float *wt, int64_t rows, int64_t n);
     const char *name;
 } fnn_narrow_kernels;
 
