@@ -117,8 +117,15 @@ static double seconds(void)
 #endif
 
 /* A worker spins this long for the next region before it sleeps: a training loop's
- * regions come microseconds apart, a sleeping worker costs a wake-up (~5-20 us). */
+ * regions come microseconds apart, a sleeping worker costs a wake-up (~5-20 us). Past
+ * the first YIELD_AFTER it yields the core at each check, so that on a loaded machine
+ * its spinning does not take the time of whoever else could run there (the caller
+ * included). The caller likewise spins for the tasks workers hold for WAIT_SECONDS,
+ * then sleeps until the last is done: a preempted worker is then pulled onto the core
+ * the caller leaves idle, instead of waiting for a time slice on its own. */
 #define SPIN_SECONDS 100e-6
+#define YIELD_AFTER 10e-6
+#define WAIT_SECONDS 20e-6
 
 /* A region's unclaimed tasks: bit t set while task t (< 64) is not yet claimed. */
 static struct {
@@ -135,6 +142,8 @@ static struct {
     fnn_task_fn fn;
     void *ctx;
     counter done;            /* tasks finished in this region */
+    counter caller_asleep;   /* the caller sleeps on `finished` until done == n_tasks */
+    cond_t finished;
     counter error_task;      /* the lowest failing task index (n_tasks: none) */
     int error_code;
 } pool;
@@ -183,8 +192,9 @@ static int claim(int t)
 {
     for (;;) {
         const int64_t m = load64(&pool.unclaimed);
-        if (!(m & ((int64_t)1 << t))) return 0;
-        if (cas64(&pool.unclaimed, m, m & ~((int64_t)1 << t))) return 1;
+        const uint64_t bit = (uint64_t)1 << t;
+        if (!((uint64_t)m & bit)) return 0;
+        if (cas64(&pool.unclaimed, m, (int64_t)((uint64_t)m & ~bit))) return 1;
     }
 }
 
@@ -199,7 +209,11 @@ static void run(int t)
         }
         unlock(&pool.sleep);
     }
-    add32(&pool.done, 1);
+    if (add32(&pool.done, 1) == load32(&pool.n_tasks) && load32(&pool.caller_asleep)) {
+        lock(&pool.sleep);
+        cond_broadcast(&pool.finished);
+        unlock(&pool.sleep);
+    }
 }
 
 /* Thread `id` of `threads` (0: the caller) runs its own tasks, t = id, id + threads, ...,
@@ -218,7 +232,7 @@ static void run_tasks(int id, int threads)
         const int64_t m = load64(&pool.unclaimed);
         if (!m) return;
         int t = 0;
-        while (!(m & ((int64_t)1 << t))) t++;
+        while (!((uint64_t)m & ((uint64_t)1 << t))) t++;
         if (claim(t)) run(t);
     }
 }
@@ -241,6 +255,8 @@ static void *worker(void *arg)
             const double now = seconds();
             if (deadline == 0.0) {
                 deadline = now + SPIN_SECONDS;
+            } else if (now < deadline && now > deadline - (SPIN_SECONDS - YIELD_AFTER)) {
+                yield_cpu();
             } else if (now >= deadline) {
                 lock(&pool.sleep);
                 add32(&pool.sleepers, 1);
@@ -270,7 +286,9 @@ static void after_fork_child(void)
     lock_init(&pool.region);
     lock_init(&pool.sleep);
     cond_init(&pool.wake);
+    cond_init(&pool.finished);
     pool.sleepers = 0;
+    pool.caller_asleep = 0;
     pool.started = 0;
 }
 #endif
@@ -282,6 +300,7 @@ static void init(void)
     lock_init(&pool.region);
     lock_init(&pool.sleep);
     cond_init(&pool.wake);
+    cond_init(&pool.finished);
     pool.threads = default_threads();
 #if !defined(_WIN32)
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
@@ -352,7 +371,7 @@ int fnn_pool_run(fnn_task_fn fn, void *ctx, int n_tasks)
     pool.error_code = 0;
     /* the claim bits last: a worker still looking at the previous region can only claim
      * a task of this one, with this one's function and context */
-    store64(&pool.unclaimed, n_tasks == 64 ? -1 : ((int64_t)1 << n_tasks) - 1);
+    store64(&pool.unclaimed, n_tasks == 64 ? -1 : (int64_t)(((uint64_t)1 << n_tasks) - 1));
     add32(&pool.generation, 1);
     if (load32(&pool.sleepers) > 0) {
         lock(&pool.sleep);
@@ -360,11 +379,21 @@ int fnn_pool_run(fnn_task_fn fn, void *ctx, int n_tasks)
         unlock(&pool.sleep);
     }
     run_tasks(0, threads);
-    /* tasks claimed by workers are running: wait for them, yielding the core now and then
-     * in case the one that holds a task was preempted on this very core */
+    /* tasks claimed by workers are running: wait for them, then sleep (above) */
+    double deadline = 0.0;
     for (int spins = 1; load32(&pool.done) < n_tasks; spins++) {
         relax();
-        if (!(spins & 1023)) yield_cpu();
+        if (spins & 63) continue;
+        const double now = seconds();
+        if (deadline == 0.0) {
+            deadline = now + WAIT_SECONDS;
+        } else if (now >= deadline) {
+            lock(&pool.sleep);
+            store32(&pool.caller_asleep, 1);
+            while (load32(&pool.done) < n_tasks) cond_wait(&pool.finished, &pool.sleep);
+            store32(&pool.caller_asleep, 0);
+            unlock(&pool.sleep);
+        }
     }
     const int code = load32(&pool.error_task) < n_tasks ? pool.error_code : 0;
     unlock(&pool.region);
