@@ -7,26 +7,26 @@ epochs in C over flat float32 buffers; fastnn.show_config() tells what it runs o
 
 
 def _check_extension():
-    """Imports the compiled core, or says how to build it. A source checkout has no
-    compiled _engine until it is built; Python imports it first when run in the
-    checkout's root (``python -m fastnn`` or ``python -c`` put the current directory
-    first on sys.path). fastnn then stops with the commands that build it, and never
-    loads another installed copy in its place."""
+    """Says how to build fastnn when its compiled core is missing. A source checkout has
+    no compiled _engine until it is built, and Python imports the checkout first when
+    started in its root (``python -m fastnn`` and ``python -c`` put the current folder
+    first on sys.path). fastnn then stops with the commands that build it; it never
+    loads another installed copy's modules in its place (a finder that maps
+    ``fastnn._engine`` elsewhere, as an editable install's does, included)."""
+    import importlib.machinery
     import os
-    try:
-        from fastnn import _engine  # noqa: F401
-    except ModuleNotFoundError as e:
-        if e.name != "fastnn._engine":
-            raise
-        here = os.path.dirname(os.path.abspath(__file__))
-        checkout = os.path.exists(os.path.join(os.path.dirname(here), "setup.py"))
-        where = (" (a source checkout: Python imports it first when started in that "
-                 "folder; start it elsewhere, or use the `fastnn` command, to import "
-                 "an installed fastnn)" if checkout else "")
-        raise ImportError(
-            f"fastnn's compiled extension is not built in {here}{where}. Install fastnn "
-            "with `pip install .`, or for development build it in place with `python "
-            "setup.py build_ext --inplace` (or `pip install -e .`).", name="fastnn") from None
+    here = os.path.dirname(os.path.abspath(__file__))
+    if any(os.path.exists(os.path.join(here, "_engine" + suffix))
+           for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+        return
+    checkout = os.path.exists(os.path.join(os.path.dirname(here), "setup.py"))
+    where = (" (a source checkout: Python imports it first when started in that folder; "
+             "start it elsewhere, or use the `fastnn` command, to import an installed "
+             "fastnn)" if checkout else "")
+    raise ImportError(
+        f"fastnn's compiled extension is not built in {here}{where}. Install fastnn with "
+        "`pip install .`, or for development build it in place with `python setup.py "
+        "build_ext --inplace` (or `pip install -e .`).", name="fastnn")
 
 
 _check_extension()

@@ -1,5 +1,6 @@
-"""Command line: ``python -m fastnn demo``, ``python -m fastnn bench [--quick]`` and
-``python -m fastnn export model.fastnn [--c DIR] [--name NAME] [--onnx FILE]``."""
+"""Command line: ``fastnn demo``, ``fastnn bench [--quick]`` and
+``fastnn export model.fastnn [--c DIR] [--name NAME] [--onnx FILE]`` (the console script
+that ``pip install`` creates), or the same as ``python -m fastnn ...``."""
 import argparse
 import json
 import os
@@ -266,9 +267,15 @@ def export(args):
 
 
 def main(argv=None):
+    """The command line: ``fastnn ...`` (the console script) or ``python -m fastnn ...``.
+    Returns the exit status."""
+    import fastnn
+    command = os.path.basename(sys.argv[0] or "")
+    prog = "python -m fastnn" if command in ("", "__main__.py", "-c") else "fastnn"
     parser = argparse.ArgumentParser(
-        prog="python -m fastnn",
+        prog=prog,
         description="fastnn: Keras-shaped neural networks for the CPU with a compiled C core.")
+    parser.add_argument("--version", action="version", version=f"fastnn {fastnn.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command")
     p = sub.add_parser("demo", help="train the article's Boston housing model, compare with "
                                     "NumPy (or, with --task digits, a digits classifier)",
@@ -291,7 +298,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="small synthetic data and fewer repeats (also FASTNN_BENCH_QUICK=1)")
     p.add_argument("--only", metavar="W1,W3,...",
-                   help="comma-separated workloads to run (W1 W2 W3 W4 W5 W6 L512)")
+                   help="comma-separated workloads to run (W1 W2 W3 W4 W5 W6 L512 W7 W8 "
+                        "LOAD THREADS)")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
     p.set_defaults(func=bench)
     p = sub.add_parser("export", help="write a saved model's forward pass as C99 source",

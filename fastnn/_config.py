@@ -1,10 +1,13 @@
 """fastnn.show_config(): what this fastnn runs on (versions, kernel set, BLAS, compiler,
 CPU features), for bug reports and benchmarks. Read-only: it changes no setting (it may
 look up NumPy's BLAS, as the first large layer would)."""
+from __future__ import annotations
+
 import os
 import platform
 import sys
 import sysconfig
+from typing import Any, Optional
 
 # the CPU features each kernel level of csrc/ needs (narrow.c / optimizers.c's dispatch)
 _LEVEL_NEEDS = {"baseline": (), "avx2": ("AVX2", "FMA3"), "avx512": ("AVX2", "FMA3", "AVX512F")}
@@ -75,7 +78,7 @@ def _config():
     }
 
 
-def show_config(print_=True):
+def show_config(print_: bool = True) -> Optional[dict[str, dict[str, Any]]]:
     """Shows what fastnn runs on: versions, kernel set, BLAS, compiler and CPU features.
 
     Useful in bug reports and next to benchmark figures. The sections are:

@@ -5,14 +5,22 @@ chunks. Batch hooks then see the last step of each chunk, unless some callback o
 batch hook: CallbackList.wants_train_batch_hooks (and its test/predict twins) tell the loop
 to run one step per chunk, so that such a callback sees every batch.
 """
+from __future__ import annotations
+
 import csv
 import numbers
 import os
 import sys
 import time
 import warnings
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TextIO, Union
 
 import numpy as np
+
+from fastnn._typing import Logs
+
+if TYPE_CHECKING:
+    from fastnn.models.model import Model
 
 
 class Callback:
@@ -33,82 +41,82 @@ class Callback:
         model.fit(x, y, epochs=5, callbacks=[PrintLoss()])
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.model = None
         self.params = {}
 
-    def set_model(self, model):
+    def set_model(self, model: Model) -> None:
         """Sets ``self.model`` (called by fit, evaluate and predict)."""
         self.model = model
 
-    def set_params(self, params):
+    def set_params(self, params: dict[str, Any]) -> None:
         """Sets ``self.params``: {"verbose", "epochs", "steps"} of the running call."""
         self.params = params
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs = None) -> None:
         """Called once at the start of fit, before the first epoch."""
         pass
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs = None) -> None:
         """Called once at the end of fit with the last epoch's logs."""
         pass
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         """Called at the start of epoch `epoch` (counted from 0) during fit."""
         pass
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         """Called at the end of epoch `epoch` (from 0) with its logs: "loss", the
         metrics, and "val_" entries when fit validates. Set
         ``self.model.stop_training = True`` to stop."""
         pass
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: Logs = None) -> None:
         """Called before training batch `batch` (from 0 in each epoch)."""
         self.on_batch_begin(batch, logs=logs)  # the pre-2.0 Keras name, still honoured
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
         """Called after training batch `batch` with the epoch's running logs."""
         self.on_batch_end(batch, logs=logs)
 
-    def on_batch_begin(self, batch, logs=None):
+    def on_batch_begin(self, batch: int, logs: Logs = None) -> None:
         """Keras' older name of on_train_batch_begin, still called by it."""
         pass
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: Logs = None) -> None:
         """Keras' older name of on_train_batch_end, still called by it."""
         pass
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: Logs = None) -> None:
         """Called at the start of evaluate (and of fit's validation)."""
         pass
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: Logs = None) -> None:
         """Called at the end of evaluate (and of fit's validation) with its logs."""
         pass
 
-    def on_test_batch_begin(self, batch, logs=None):
+    def on_test_batch_begin(self, batch: int, logs: Logs = None) -> None:
         """Called before each evaluation batch (overriding it makes evaluate run
         batch by batch)."""
         pass
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_end(self, batch: int, logs: Logs = None) -> None:
         """Called after each evaluation batch with the running logs."""
         pass
 
-    def on_predict_begin(self, logs=None):
+    def on_predict_begin(self, logs: Logs = None) -> None:
         """Called at the start of predict."""
         pass
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: Logs = None) -> None:
         """Called at the end of predict."""
         pass
 
-    def on_predict_batch_begin(self, batch, logs=None):
+    def on_predict_batch_begin(self, batch: int, logs: Logs = None) -> None:
         """Called before a predict batch."""
         pass
 
-    def on_predict_batch_end(self, batch, logs=None):
+    def on_predict_batch_end(self, batch: int, logs: Logs = None) -> None:
         """Called after a predict batch; logs["outputs"] holds its outputs."""
         pass
 
@@ -120,7 +128,7 @@ class History(Callback):
     list of its per-epoch values; ``history.epoch`` lists the epochs run (from 0).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.history = {}
         self.epoch = []
@@ -130,7 +138,7 @@ class History(Callback):
         state["model"] = None
         return state
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
@@ -182,7 +190,7 @@ class ProgbarLogger(Callback):
     width = 30       # characters inside the bar's brackets
     interval = 0.05  # seconds between two redraws of the running line (the final one always)
 
-    def __init__(self, verbose=1, stream=None):
+    def __init__(self, verbose: int = 1, stream: Optional[TextIO] = None) -> None:
         super().__init__()
         if verbose == "auto":
             verbose = 1
@@ -194,7 +202,7 @@ class ProgbarLogger(Callback):
         self._start(None)
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stdout if self._stream is None else self._stream
 
     # -- the bar ------------------------------------------------------------------------
@@ -256,22 +264,22 @@ class ProgbarLogger(Callback):
         self._write(line + "\n")
 
     # -- fit ------------------------------------------------------------------------------
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs = None) -> None:
         self._in_fit = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs = None) -> None:
         self._in_fit = False
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         self._start(self.params.get("steps"))
         if self.verbose == 1:
             self._write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
         self._seen = batch + 1
         self._update(batch + 1, logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         if self.verbose == 1:
             self._finish(logs)
         elif self.verbose == 2:
@@ -293,22 +301,22 @@ class ProgbarLogger(Callback):
         if not self._in_fit and self.verbose:
             self._finish(logs)
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: Logs = None) -> None:
         self._eval_begin()
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_end(self, batch: int, logs: Logs = None) -> None:
         self._eval_batch(batch, logs)
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: Logs = None) -> None:
         self._eval_end(logs)
 
-    def on_predict_begin(self, logs=None):
+    def on_predict_begin(self, logs: Logs = None) -> None:
         self._eval_begin()
 
-    def on_predict_batch_end(self, batch, logs=None):
+    def on_predict_batch_end(self, batch: int, logs: Logs = None) -> None:
         self._eval_batch(batch, None)  # predict's logs hold outputs, not numbers to show
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: Logs = None) -> None:
         self._eval_end(None)
 
 
@@ -332,8 +340,9 @@ class CallbackList(Callback):
     callback gets `model` and params {"verbose", "epochs", "steps"}.
     """
 
-    def __init__(self, callbacks=None, add_history=False, add_progbar=False, verbose=1,
-                 model=None, epochs=None, steps=None):
+    def __init__(self, callbacks: Optional[Sequence[Callback]] = None, add_history: bool = False,
+                 add_progbar: bool = False, verbose: int = 1, model: Optional[Model] = None,
+                 epochs: Optional[int] = None, steps: Optional[int] = None) -> None:
         super().__init__()
         self.callbacks = list(callbacks or [])
         for cb in self.callbacks:
@@ -353,15 +362,15 @@ class CallbackList(Callback):
             self.set_model(model)
         self.set_params({"verbose": verbose, "epochs": epochs, "steps": steps})
 
-    def append(self, callback):
+    def append(self, callback: Callback) -> None:
         self.callbacks.append(callback)
 
-    def set_model(self, model):
+    def set_model(self, model: Model) -> None:
         super().set_model(model)
         for cb in self.callbacks:
             cb.set_model(model)
 
-    def set_params(self, params):
+    def set_params(self, params: dict[str, Any]) -> None:
         super().set_params(params)
         for cb in self.callbacks:
             cb.set_params(params)
@@ -379,18 +388,18 @@ class CallbackList(Callback):
         return False
 
     @property
-    def wants_train_batch_hooks(self):
+    def wants_train_batch_hooks(self) -> bool:
         """True when a callback other than History/ProgbarLogger/TerminateOnNaN (which do
         with each chunk's last step) overrides a train batch hook (legacy on_batch_begin/end
         included) or sets one on the instance: fit then runs one step per chunk."""
         return self._wants("train")
 
     @property
-    def wants_test_batch_hooks(self):
+    def wants_test_batch_hooks(self) -> bool:
         return self._wants("test")
 
     @property
-    def wants_predict_batch_hooks(self):
+    def wants_predict_batch_hooks(self) -> bool:
         return self._wants("predict")
 
     # -- dispatch -------------------------------------------------------------------------
@@ -399,52 +408,52 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             getattr(cb, hook)(*args, logs=logs)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs = None) -> None:
         self._call("on_train_begin", logs=logs)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs = None) -> None:
         self._call("on_train_end", logs=logs)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         self._call("on_epoch_begin", epoch, logs=logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         self._call("on_epoch_end", epoch, logs=logs)
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: Logs = None) -> None:
         self._call("on_train_batch_begin", batch, logs=logs)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
         self._call("on_train_batch_end", batch, logs=logs)
 
-    def on_batch_begin(self, batch, logs=None):
+    def on_batch_begin(self, batch: int, logs: Logs = None) -> None:
         self._call("on_batch_begin", batch, logs=logs)
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: Logs = None) -> None:
         self._call("on_batch_end", batch, logs=logs)
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: Logs = None) -> None:
         self._call("on_test_begin", logs=logs)
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: Logs = None) -> None:
         self._call("on_test_end", logs=logs)
 
-    def on_test_batch_begin(self, batch, logs=None):
+    def on_test_batch_begin(self, batch: int, logs: Logs = None) -> None:
         self._call("on_test_batch_begin", batch, logs=logs)
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_end(self, batch: int, logs: Logs = None) -> None:
         self._call("on_test_batch_end", batch, logs=logs)
 
-    def on_predict_begin(self, logs=None):
+    def on_predict_begin(self, logs: Logs = None) -> None:
         self._call("on_predict_begin", logs=logs)
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: Logs = None) -> None:
         self._call("on_predict_end", logs=logs)
 
-    def on_predict_batch_begin(self, batch, logs=None):
+    def on_predict_batch_begin(self, batch: int, logs: Logs = None) -> None:
         self._call("on_predict_batch_begin", batch, logs=logs)
 
-    def on_predict_batch_end(self, batch, logs=None):
+    def on_predict_batch_end(self, batch: int, logs: Logs = None) -> None:
         self._call("on_predict_batch_end", batch, logs=logs)
 
 
@@ -505,10 +514,10 @@ class _BatchCounter:
     """Counts training batches across the batch hooks (which, when fit runs several steps
     per call, may skip batch numbers) and says when `every` have passed."""
 
-    def __init__(self, every):
+    def __init__(self, every: int) -> None:
         self.every, self.seen, self.last = every, 0, -1
 
-    def passed(self, batch):
+    def passed(self, batch: int) -> bool:
         self.seen += batch + 1 if batch <= self.last else batch - self.last
         self.last = batch
         if self.seen >= self.every:
@@ -516,7 +525,7 @@ class _BatchCounter:
             return True
         return False
 
-    def new_epoch(self):
+    def new_epoch(self) -> None:
         self.last = -1
 
 
@@ -525,7 +534,7 @@ class _SavesEvery(Callback):
     (save_freq="epoch": _at_epoch_end) or every save_freq training batches (_at_batch;
     then the batch hook is set on the instance, so fit runs one step per call)."""
 
-    def __init__(self, owner, save_freq):
+    def __init__(self, owner: str, save_freq: Union[str, int]) -> None:
         super().__init__()
         self.save_freq = _check_save_freq(owner, save_freq)
         self._epoch = 0
@@ -533,12 +542,12 @@ class _SavesEvery(Callback):
             self._batches = _BatchCounter(self.save_freq)
             self.on_train_batch_end = self._on_batch
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         self._epoch = epoch
         if self.save_freq != "epoch":
             self._batches.new_epoch()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         if self.save_freq == "epoch":
             self._at_epoch_end(epoch, logs or {})
 
@@ -559,8 +568,9 @@ class EarlyStopping(Callback):
     the best epoch (those of the first monitored epoch if none improved).
     """
 
-    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
-                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
+                 verbose: int = 0, mode: str = "auto", baseline: Optional[float] = None,
+                 restore_best_weights: bool = False, start_from_epoch: int = 0) -> None:
         super().__init__()
         self.mode = _monitor_mode("EarlyStopping", monitor, mode)
         self.monitor = monitor
@@ -575,7 +585,7 @@ class EarlyStopping(Callback):
                                            start_from_epoch)
         self.on_train_begin()
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs = None) -> None:
         self.best, self.wait, self.best_weights = self.sign * np.inf, 0, None
         self.best_epoch, self.stopped_epoch = 0, 0
 
@@ -583,7 +593,7 @@ class EarlyStopping(Callback):
         """value is better than reference by more than min_delta, in the monitored sense."""
         return self.sign * value < self.sign * reference - self.min_delta
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         value = _monitored("Early stopping", self.monitor, logs)
         if value is None or epoch < self.start_from_epoch:
             return
@@ -601,7 +611,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs = None) -> None:
         if self.stopped_epoch > 0 and self.verbose:
             _print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
@@ -628,9 +638,10 @@ class ModelCheckpoint(_SavesEvery):
     Missing folders are created.
     """
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
-                 save_weights_only=False, mode="auto", save_freq="epoch",
-                 initial_value_threshold=None):
+    def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0,
+                 save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
+                 save_freq: Union[str, int] = "epoch",
+                 initial_value_threshold: Optional[float] = None) -> None:
         super().__init__("ModelCheckpoint", save_freq)
         if not isinstance(filepath, (str, os.PathLike)) or not os.fspath(filepath):
             raise TypeError(f"ModelCheckpoint: filepath must be a non-empty path. Received: "
@@ -707,8 +718,9 @@ class ReduceLROnPlateau(Callback):
     `cooldown` epochs before counting again. The new rate is live: the next step uses it.
     Adds "learning_rate" (the rate of the epoch that ended) to the epoch's logs."""
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
-                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
+                 min_lr: float = 0.0) -> None:
         super().__init__()
         owner = "ReduceLROnPlateau"
         factor = _check_real(owner, "factor", factor, 0.0)
@@ -723,11 +735,11 @@ class ReduceLROnPlateau(Callback):
         self.min_lr = _check_real(owner, "min_lr", min_lr, 0.0)
         self.on_train_begin()
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs = None) -> None:
         self.best = np.inf if self.mode == "min" else -np.inf
         self.wait = self.cooldown_counter = 0
 
-    def in_cooldown(self):
+    def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
     def _better(self, value):
@@ -735,7 +747,7 @@ class ReduceLROnPlateau(Callback):
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         logs = {} if logs is None else logs
         optimizer = self.model.optimizer
         logs["learning_rate"] = float(optimizer.learning_rate)
@@ -765,7 +777,7 @@ class LearningRateScheduler(Callback):
     schedule(epoch, lr) (epoch from 0, lr the current rate; a schedule taking one argument
     gets the epoch alone), as Keras 3. Adds "learning_rate" to the epoch's logs."""
 
-    def __init__(self, schedule, verbose=0):
+    def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
         super().__init__()
         if not callable(schedule):
             raise TypeError(f"LearningRateScheduler: schedule must be a function "
@@ -773,7 +785,7 @@ class LearningRateScheduler(Callback):
         self.schedule, self.verbose = schedule, verbose
         self._with_lr = _takes_two(schedule)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         optimizer = self.model.optimizer
         lr = self.schedule(epoch, float(optimizer.learning_rate)) if self._with_lr else \
             self.schedule(epoch)
@@ -786,7 +798,7 @@ class LearningRateScheduler(Callback):
             _print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
                    f"{float(lr)}.")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         if logs is not None:
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
@@ -808,11 +820,11 @@ class TerminateOnNaN(Callback):
     with raise_error=True, raises RuntimeError). It does not make fit stop after every
     step: the engine's chunk ends at the step that diverged."""
 
-    def __init__(self, raise_error=False):
+    def __init__(self, raise_error: bool = False) -> None:
         super().__init__()
         self.raise_error = bool(raise_error)
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: Logs = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
             if self.raise_error:
@@ -828,7 +840,7 @@ class CSVLogger(Callback):
     append=True continues an existing file (without a second header). Lines end in
     '\\n'."""
 
-    def __init__(self, filename, separator=",", append=False):
+    def __init__(self, filename: str, separator: str = ",", append: bool = False) -> None:
         super().__init__()
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"CSVLogger: filename must be a non-empty path. Received: "
@@ -839,7 +851,7 @@ class CSVLogger(Callback):
         self.filename, self.sep, self.append = os.fspath(filename), separator, bool(append)
         self.keys = self.writer = self.csv_file = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs = None) -> None:
         header = True
         if self.append and os.path.exists(self.filename):
             with open(self.filename, encoding="utf-8") as f:
@@ -849,7 +861,7 @@ class CSVLogger(Callback):
                              encoding="utf-8")
         self.keys, self.writer, self._header = None, None, header
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
@@ -860,7 +872,7 @@ class CSVLogger(Callback):
         self.writer.writerow([epoch] + [_csv_value(logs.get(k, "NA")) for k in self.keys])
         self.csv_file.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs = None) -> None:
         self._close()
 
     def _close(self):
@@ -889,9 +901,13 @@ class LambdaCallback(Callback):
     on_train_batch_begin/end(batch, logs); any other hook (on_test_end=..., ...) by its
     name. A batch hook makes fit stop after every step, so that it sees each batch."""
 
-    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
-                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None,
-                 **kwargs):
+    def __init__(self, on_epoch_begin: Optional[Callable[[int, Logs], Any]] = None,
+                 on_epoch_end: Optional[Callable[[int, Logs], Any]] = None,
+                 on_train_begin: Optional[Callable[[Logs], Any]] = None,
+                 on_train_end: Optional[Callable[[Logs], Any]] = None,
+                 on_train_batch_begin: Optional[Callable[[int, Logs], Any]] = None,
+                 on_train_batch_end: Optional[Callable[[int, Logs], Any]] = None,
+                 **kwargs: Any) -> None:
         super().__init__()
         hooks = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
                      on_train_begin=on_train_begin, on_train_end=on_train_end,
@@ -928,7 +944,8 @@ class BackupAndRestore(_SavesEvery):
 
     FILE = "fastnn_backup.npz"
 
-    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+    def __init__(self, backup_dir: str, save_freq: Union[str, int] = "epoch",
+                 delete_checkpoint: bool = True) -> None:
         if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
             raise ValueError(f"Empty `backup_dir` argument passed. Received: "
                              f"backup_dir={backup_dir!r}")
@@ -937,7 +954,7 @@ class BackupAndRestore(_SavesEvery):
         self.delete_checkpoint = bool(delete_checkpoint)
         self._path = os.path.join(self.backup_dir, self.FILE)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs = None) -> None:
         if not os.path.exists(self._path):
             return
         if not self.model.built or not self.model.weights:
@@ -998,7 +1015,7 @@ class BackupAndRestore(_SavesEvery):
         os.makedirs(self.backup_dir, exist_ok=True)
         saving.write_bytes(self._path, buf.getvalue())
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs = None) -> None:
         if self.delete_checkpoint and os.path.exists(self._path):
             os.remove(self._path)
             try:

@@ -11,12 +11,20 @@ with n the L2 norm along `axis` (axis=0 on a Dense kernel (inputs, units): each 
 incoming weights) and eps = 1e-7. The engine takes the norms of the last axis, of all the
 axes but the last (axis=0 on a 2-D kernel), or of the whole weight. By name (get):
 "max_norm", "non_neg", "unit_norm", "min_max_norm" and the class names."""
+from __future__ import annotations
+
 import math
 import numbers
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 
+from fastnn._typing import ArrayLike, Config
 from fastnn.initializers import Configurable, resolve, serialize_object
+
+if TYPE_CHECKING:
+    from fastnn.layers.core import Layer
+    from fastnn.models.plan import Lowering
 
 EPSILON = 1e-7  # Keras' backend epsilon
 
@@ -44,7 +52,7 @@ class Constraint(Configurable):
 
     kind = None  # the engine's name
 
-    def __call__(self, w):
+    def __call__(self, w: ArrayLike) -> np.ndarray:
         return w
 
     # (min_value, max_value, rate) as the engine reads them
@@ -67,15 +75,15 @@ def _tuple(axis):
 class MaxNorm(_NormConstraint):
     kind = "max_norm"
 
-    def __init__(self, max_value=2, axis=0):
+    def __init__(self, max_value: float = 2, axis: Union[int, Sequence[int]] = 0) -> None:
         self.max_value = _number(max_value, "max_value")
         self.axis = _axis(axis)
 
-    def __call__(self, w):
+    def __call__(self, w: ArrayLike) -> np.ndarray:
         w, n = self._norms(w)
         return w * (np.clip(n, 0, self.max_value) / (EPSILON + n))
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"max_value": self.max_value, "axis": self.axis}
 
     def _bounds(self):
@@ -85,39 +93,40 @@ class MaxNorm(_NormConstraint):
 class NonNeg(Constraint):
     kind = "non_neg"
 
-    def __call__(self, w):
+    def __call__(self, w: ArrayLike) -> np.ndarray:
         return np.maximum(np.asarray(w, dtype=np.float64), 0.0)
 
 
 class UnitNorm(_NormConstraint):
     kind = "unit_norm"
 
-    def __init__(self, axis=0):
+    def __init__(self, axis: Union[int, Sequence[int]] = 0) -> None:
         self.axis = _axis(axis)
 
-    def __call__(self, w):
+    def __call__(self, w: ArrayLike) -> np.ndarray:
         w, n = self._norms(w)
         return w / (EPSILON + n)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"axis": self.axis}
 
 
 class MinMaxNorm(_NormConstraint):
     kind = "min_max_norm"
 
-    def __init__(self, min_value=0.0, max_value=1.0, rate=1.0, axis=0):
+    def __init__(self, min_value: float = 0.0, max_value: float = 1.0, rate: float = 1.0,
+                 axis: Union[int, Sequence[int]] = 0) -> None:
         self.min_value = _number(min_value, "min_value")
         self.max_value = _number(max_value, "max_value")
         self.rate = _number(rate, "rate")
         self.axis = _axis(axis)
 
-    def __call__(self, w):
+    def __call__(self, w: ArrayLike) -> np.ndarray:
         w, n = self._norms(w)
         want = self.rate * np.clip(n, self.min_value, self.max_value) + (1 - self.rate) * n
         return w * (want / (EPSILON + n))
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"min_value": self.min_value, "max_value": self.max_value, "rate": self.rate,
                 "axis": self.axis}
 
@@ -130,7 +139,12 @@ _BY_NAME = {"MaxNorm": MaxNorm, "NonNeg": NonNeg, "UnitNorm": UnitNorm,
             "unit_norm": UnitNorm, "min_max_norm": MinMaxNorm}
 
 
-def get(identifier):
+# what layers' `*_constraint=` arguments take: a name, an instance, serialize()'s dict,
+# a class, or None
+ConstraintLike = Union[str, Constraint, Config, type, None]
+
+
+def get(identifier: ConstraintLike) -> Optional[Constraint]:
     """A Constraint (or None) from None, an instance, a name, or serialize()'s dict."""
     return resolve(identifier, "constraint", _BY_NAME, (MaxNorm, NonNeg, UnitNorm, MinMaxNorm))
 
@@ -162,7 +176,7 @@ def _layout(constraint, shape):
                      f"weight of shape {tuple(shape)} is not one of them")
 
 
-def lower(ctx, layer, name, constraint):
+def lower(ctx: Lowering, layer: Layer, name: str, constraint: Optional[Constraint]) -> None:
     """Constrains the layer's weight `name` after each update in the plan ctx is building
     (once, however many times the layer is called; only while the weight trains)."""
     if constraint is None:

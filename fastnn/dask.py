@@ -19,11 +19,14 @@ the variables to 1 before it spawns a worker (its `distributed.nanny.pre-spawn-e
 
 Needs `pip install fastnn[dask]` (dask and distributed); `import fastnn` never imports it.
 """
+from __future__ import annotations
+
 import collections
 import hashlib
 import numbers
 import os
 import threading
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -38,7 +41,8 @@ try:
 except ImportError:  # pragma: no cover - dask without distributed: no plugin base
     WorkerPlugin = object
 
-from fastnn import saving, utils
+from fastnn import callbacks as callbacks_module, saving, utils
+from fastnn._typing import Inputs
 from fastnn.models.model import Model
 
 __all__ = ["predict", "fit_many", "fit_chunks", "Fitted", "worker_env", "blas_threads",
@@ -85,7 +89,7 @@ def _model_in_graph(model):
     return dask.delayed(model, name=f"fastnn-model-{digest}")
 
 
-def predict(model, x):
+def predict(model: Model, x: Any) -> Any:
     """The model's outputs for a dask array x (one per input for several inputs), lazily:
     one model.predict per block of rows (a blockwise map, as map_blocks; columns are
     rechunked into one block). Returns a float32 dask array of shape (rows, *output
@@ -150,7 +154,9 @@ def _fit_one(build_fn, config, x, y, seed, fit_kwargs):
     return Fitted(model, dict(history.history), dict(config))
 
 
-def fit_many(build_fn, configs, x, y, client=None, *, seed=None, timeout=None, **fit_kwargs):
+def fit_many(build_fn: Callable[..., Model], configs: Sequence[Mapping[str, Any]], x: Inputs,
+             y: Inputs, client: Any = None, *, seed: Optional[int] = None,
+             timeout: Optional[float] = None, **fit_kwargs: Any) -> list[Fitted]:
     """Fits one model per configuration, in parallel on Dask; returns a list of Fitted
     (model, history, config) in the order of `configs`.
 
@@ -231,7 +237,8 @@ class _ChunkBatches:
             yield carry_x, carry_y
 
 
-def fit_chunks(model, x, y, epochs=1, batch_size=32, shuffle=True, **fit_kwargs):
+def fit_chunks(model: Model, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
+               shuffle: bool = True, **fit_kwargs: Any) -> callbacks_module.History:
     """Trains a compiled model on dask arrays (or a dask DataFrame and Series) that need
     not fit in memory: fastnn's own fit runs on the batches of the chunks, computed one
     chunk at a time (the next one computing while the model trains on the current one).
@@ -265,7 +272,7 @@ def fit_chunks(model, x, y, epochs=1, batch_size=32, shuffle=True, **fit_kwargs)
 
 # ---- threads ------------------------------------------------------------------------------
 
-def blas_threads(n_workers, threads_per_worker=1, cores=None):
+def blas_threads(n_workers: int, threads_per_worker: int = 1, cores: Optional[int] = None) -> int:
     """BLAS threads per task so that n_workers x threads_per_worker tasks running at once
     use the cores (default: os.cpu_count()) without oversubscribing them: at least 1."""
     for arg, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
@@ -275,7 +282,8 @@ def blas_threads(n_workers, threads_per_worker=1, cores=None):
     return max(1, int(cores) // (n_workers * threads_per_worker))
 
 
-def worker_env(n_workers, threads_per_worker=1, cores=None):
+def worker_env(n_workers: int, threads_per_worker: int = 1,
+               cores: Optional[int] = None) -> dict[str, str]:
     """The environment for worker processes (LocalCluster(env=...), Nanny(env=...)):
     FASTNN_NUM_THREADS, OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS set to
     blas_threads(n_workers, threads_per_worker, cores). A worker sets them when it starts,
@@ -292,13 +300,13 @@ class ThreadLimit(WorkerPlugin):
     the processes they start."""
     name = "fastnn-thread-limit"
 
-    def __init__(self, threads=1):
+    def __init__(self, threads: int = 1) -> None:
         if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) \
                 or threads < 1:
             raise ValueError(f"threads must be a positive integer. Received: threads={threads!r}")
         self.threads = int(threads)
 
-    def setup(self, worker=None):
+    def setup(self, worker: Any = None) -> None:
         import fastnn
         for var in _THREAD_VARS:
             os.environ[var] = str(self.threads)

@@ -7,23 +7,27 @@ By name (get): Keras' class names ("GlorotUniform", "Orthogonal", ...) and their
 snake-case forms ("glorot_uniform", "orthogonal", ...), plus the aliases "normal",
 "uniform", "one" and "zero"; serialize() gives a name, or {"class_name", "config"} when the
 initializer carries arguments."""
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from fastnn import utils
+from fastnn._typing import Config, DTypeLike
 
 
 class Configurable:
     """Keras' config protocol for the small objects layers take (initializers,
     regularizers, constraints): get_config() holds the constructor's arguments."""
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Config) -> Any:
         return cls(**config)
 
     def __repr__(self):
@@ -31,7 +35,8 @@ class Configurable:
         return f"{type(self).__name__}({args})"
 
 
-def resolve(identifier, what, by_name, compiled):
+def resolve(identifier: Any, what: str, by_name: Mapping[str, Callable[[], Any]],
+            compiled: tuple[type, ...]) -> Any:
     """get() of regularizers and constraints: an instance of one of the `compiled` classes
     (or None) from None, an instance, a class, a name (by_name: name -> class or factory),
     or serialize_object()'s dict. Other objects (Python functions, subclasses with a
@@ -58,7 +63,7 @@ def resolve(identifier, what, by_name, compiled):
                      f"{sorted(by_name)}")
 
 
-def serialize_object(obj):
+def serialize_object(obj: Optional[Configurable]) -> Optional[Config]:
     """None, or {"class_name": ..., "config": ...} (resolve() takes it back)."""
     return None if obj is None else {"class_name": type(obj).__name__, "config": obj.get_config()}
 
@@ -66,7 +71,7 @@ def serialize_object(obj):
 class Initializer(Configurable):
     """Base class: __call__(shape, dtype) returns an array of that shape."""
 
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -79,25 +84,25 @@ def _real(value, name, positive=False):
 
 
 class Zeros(Initializer):
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         return np.zeros(shape, dtype=dtype)
 
 
 class Ones(Initializer):
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         return np.ones(shape, dtype=dtype)
 
 
 class Constant(Initializer):
     """Every value `value` (a scalar)."""
 
-    def __init__(self, value=0.0):
+    def __init__(self, value: float = 0.0) -> None:
         self.value = _real(value, "value")
 
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         return np.full(shape, self.value, dtype=dtype)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"value": self.value}
 
 
@@ -105,16 +110,16 @@ class Identity(Initializer):
     """gain * the identity matrix (2-D shapes only; rectangular ones get ones on the
     main diagonal)."""
 
-    def __init__(self, gain=1.0):
+    def __init__(self, gain: float = 1.0) -> None:
         self.gain = _real(gain, "gain")
 
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         if len(shape) != 2:
             raise ValueError("Identity matrix initializer can only be used for 2D matrices. "
                              f"Received: shape={tuple(shape)} of rank {len(shape)}.")
         return (self.gain * np.eye(*shape)).astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"gain": self.gain}
 
 
@@ -122,7 +127,7 @@ class RandomInitializer(Initializer):
     """An initializer that draws: seeded, the same values at every call; unseeded, from
     the package generator (fastnn.utils.set_random_seed)."""
 
-    def __init__(self, seed=None):
+    def __init__(self, seed: Optional[int] = None) -> None:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
                                  or seed < 0):
             raise ValueError("`seed` argument should be a non-negative integer or None. "
@@ -132,11 +137,11 @@ class RandomInitializer(Initializer):
     def _rng(self):
         return utils.rng() if self.seed is None else np.random.default_rng(self.seed)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"seed": self.seed}
 
 
-def compute_fans(shape):
+def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight shape, as Keras counts them (convolution kernels:
     the receptive field times the input and output depths)."""
     shape = tuple(shape)
@@ -165,7 +170,8 @@ class VarianceScaling(RandomInitializer):
     uniform in +-sqrt(3 var), a normal truncated at two standard deviations (scaled by
     1 / .8796 so that the truncated draw keeps the variance), or an untruncated normal."""
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale: float = 1.0, mode: str = "fan_in",
+                 distribution: str = "truncated_normal", seed: Optional[int] = None) -> None:
         scale = _real(scale, "scale")
         if scale <= 0.0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale}")
@@ -180,7 +186,7 @@ class VarianceScaling(RandomInitializer):
         super().__init__(seed)
         self.scale, self.mode, self.distribution = scale, mode, dist
 
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         fan_in, fan_out = compute_fans(shape)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         variance = self.scale / max(1.0, n)
@@ -192,7 +198,7 @@ class VarianceScaling(RandomInitializer):
             return rng.normal(0.0, math.sqrt(variance), size=shape).astype(dtype)
         return _truncated_normal(rng, shape, math.sqrt(variance) / 0.87962566103423978).astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
                 **super().get_config()}
 
@@ -201,10 +207,10 @@ class _Preset(VarianceScaling):
     """A named VarianceScaling (Glorot, He, LeCun): only the seed is an argument."""
     preset = (1.0, "fan_in", "truncated_normal")
 
-    def __init__(self, seed=None):
+    def __init__(self, seed: Optional[int] = None) -> None:
         super().__init__(*self.preset, seed=seed)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"seed": self.seed}
 
 
@@ -236,42 +242,45 @@ class LecunUniform(_Preset):
 class RandomNormal(RandomInitializer):
     """N(mean, stddev); Keras' defaults mean=0, stddev=0.05 ("normal")."""
 
-    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05,
+                 seed: Optional[int] = None) -> None:
         super().__init__(seed)
         self.mean, self.stddev = _real(mean, "mean"), _real(stddev, "stddev")
 
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         return self._rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"mean": self.mean, "stddev": self.stddev, **super().get_config()}
 
 
 class RandomUniform(RandomInitializer):
     """U(minval, maxval); Keras' defaults -0.05, 0.05 ("uniform")."""
 
-    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+    def __init__(self, minval: float = -0.05, maxval: float = 0.05,
+                 seed: Optional[int] = None) -> None:
         super().__init__(seed)
         self.minval, self.maxval = _real(minval, "minval"), _real(maxval, "maxval")
 
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         return self._rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"minval": self.minval, "maxval": self.maxval, **super().get_config()}
 
 
 class TruncatedNormal(RandomInitializer):
     """N(mean, stddev) redrawn beyond two standard deviations from the mean."""
 
-    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05,
+                 seed: Optional[int] = None) -> None:
         super().__init__(seed)
         self.mean, self.stddev = _real(mean, "mean"), _real(stddev, "stddev")
 
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         return _truncated_normal(self._rng(), shape, self.stddev, self.mean).astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"mean": self.mean, "stddev": self.stddev, **super().get_config()}
 
 
@@ -281,11 +290,11 @@ class Orthogonal(RandomInitializer):
     else orthogonal columns. Shapes of more than two axes are (prod(shape[:-1]),
     shape[-1]) matrices, reshaped."""
 
-    def __init__(self, gain=1.0, seed=None):
+    def __init__(self, gain: float = 1.0, seed: Optional[int] = None) -> None:
         super().__init__(seed)
         self.gain = _real(gain, "gain")
 
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         if len(shape) < 2:
             raise ValueError("The tensor to initialize must be at least two-dimensional. "
                              f"Received: shape={tuple(shape)} of rank {len(shape)}.")
@@ -297,7 +306,7 @@ class Orthogonal(RandomInitializer):
             q = q.T
         return (self.gain * q.reshape(shape)).astype(dtype)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"gain": self.gain, **super().get_config()}
 
 
@@ -312,7 +321,11 @@ _ALIASES = {"normal": "random_normal", "uniform": "random_uniform", "one": "ones
             "identity_initializer": "identity"}
 
 
-def get(identifier):
+# what layers' `*_initializer=` arguments take: a name, an instance, serialize()'s dict
+InitializerLike = Union[str, Initializer, Config]
+
+
+def get(identifier: InitializerLike) -> Initializer:
     """An Initializer from an instance, a name, or serialize()'s {"class_name", "config"}."""
     if isinstance(identifier, Initializer):
         return identifier
@@ -335,7 +348,7 @@ def get(identifier):
                      f"Valid names: {sorted(_BY_NAME) + sorted(_ALIASES)}")
 
 
-def name_of(init):
+def name_of(init: Initializer) -> str:
     """The snake-case name of an initializer's class (its arguments are not kept: see
     serialize)."""
     for name, cls in _BY_NAME.items():
@@ -344,7 +357,7 @@ def name_of(init):
     raise ValueError(f"initializer {init!r} has no registered name")
 
 
-def serialize(init):
+def serialize(init: Initializer) -> Union[str, Config]:
     """A JSON-able description get() turns back into an equal initializer: the name when
     the initializer has its class's defaults, else {"class_name": ..., "config": ...}."""
     config = init.get_config()

@@ -11,11 +11,15 @@ default) the model must end in the matching activation (softmax, or sigmoid for 
 binary loss): training then hands the engine that layer's pre-activation, which is the
 same loss, numerically stable, with gradient p - t; predict still returns
 probabilities."""
+from __future__ import annotations
+
 import numbers
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
 from fastnn import _engine
+from fastnn._typing import ArrayLike, Config, DTypeLike
 
 _EPSILON = 1e-7  # Keras' clip of probabilities, for losses called on arrays
 _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", None, "none")
@@ -83,7 +87,8 @@ class Loss:
     sparse_labels = False    # targets are class indices (n,) rather than shaped like y
     default_name = None
 
-    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(self, reduction: Optional[str] = "sum_over_batch_size", name: Optional[str] = None,
+                 dtype: DTypeLike = None) -> None:
         self.reduction = _check_reduction(reduction)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string. Received: name={name!r}")
@@ -92,7 +97,7 @@ class Loss:
         self.name = name or self.default_name
 
     @property
-    def param(self):
+    def param(self) -> float:
         """The kernel's parameter (huber's delta, the cross-entropies' label smoothing)."""
         return 0.0
 
@@ -135,12 +140,13 @@ class Loss:
         values, _ = _engine.loss_rows(self.key, pred, target, self.param)
         return values.reshape(lead)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
         """The per-sample losses (float32, y_pred's shape without its last axis)."""
         values = self._values(y_true, y_pred).astype(np.float32)
         return values[()] if values.ndim == 0 else values
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true: ArrayLike, y_pred: ArrayLike,
+                 sample_weight: Optional[ArrayLike] = None) -> Union[np.ndarray, np.float32]:
         values = self._values(y_true, y_pred)
         if sample_weight is not None:
             w = _as_real(sample_weight, "sample_weight").astype(np.float64)
@@ -165,11 +171,11 @@ class Loss:
         return np.float32(total / divisor if divisor else 0.0)
 
     # -- config -------------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"name": self.name, "reduction": self.reduction}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Config) -> Loss:
         return cls(**config)
 
     def __repr__(self):
@@ -231,8 +237,8 @@ class Huber(Loss):
     """mean of e^2 / 2 where |e| <= delta, else delta (|e| - delta / 2); e = y_pred - y_true."""
     key, default_name = "huber", "huber_loss"
 
-    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss",
-                 dtype=None):
+    def __init__(self, delta: float = 1.0, reduction: Optional[str] = "sum_over_batch_size",
+                 name: Optional[str] = "huber_loss", dtype: DTypeLike = None) -> None:
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         if isinstance(delta, bool) or not isinstance(delta, numbers.Real) \
                 or not np.isfinite(delta) or delta <= 0:
@@ -240,10 +246,10 @@ class Huber(Loss):
         self.delta = float(delta)
 
     @property
-    def param(self):
+    def param(self) -> float:
         return self.delta
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "delta": self.delta}
 
 
@@ -252,28 +258,29 @@ class CosineSimilarity(Loss):
     -1 when they point the same way)."""
     key, default_name = "cosine", "cosine_similarity"
 
-    def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity",
-                 dtype=None):
+    def __init__(self, axis: int = -1, reduction: Optional[str] = "sum_over_batch_size",
+                 name: Optional[str] = "cosine_similarity", dtype: DTypeLike = None) -> None:
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.axis = _check_axis(axis)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "axis": self.axis}
 
 
 class _CrossEntropy(Loss):
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: Optional[str] = "sum_over_batch_size", name: Optional[str] = None,
+                 dtype: DTypeLike = None) -> None:
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.from_logits = _check_from_logits(from_logits)
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
     @property
-    def param(self):
+    def param(self) -> float:
         return self.label_smoothing
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing, "axis": self.axis}
 
@@ -284,8 +291,9 @@ class BinaryCrossentropy(_CrossEntropy):
     key, default_name = "sigmoid_crossentropy", "binary_crossentropy"
     output_activation = "sigmoid"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: Optional[str] = "sum_over_batch_size",
+                 name: Optional[str] = "binary_crossentropy", dtype: DTypeLike = None) -> None:
         super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
 
     def _logits(self, p):
@@ -299,8 +307,9 @@ class CategoricalCrossentropy(_CrossEntropy):
     key, default_name = "softmax_crossentropy", "categorical_crossentropy"
     output_activation = "softmax"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: Optional[str] = "sum_over_batch_size",
+                 name: Optional[str] = "categorical_crossentropy", dtype: DTypeLike = None) -> None:
         super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
 
     def _logits(self, p):  # log p: its softmax is p renormalised, as Keras does
@@ -313,8 +322,10 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     key, default_name = "sparse_softmax_crossentropy", "sparse_categorical_crossentropy"
     sparse_labels = True
 
-    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
-                 axis=-1, name="sparse_categorical_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, ignore_class: Optional[int] = None,
+                 reduction: Optional[str] = "sum_over_batch_size", axis: int = -1,
+                 name: Optional[str] = "sparse_categorical_crossentropy",
+                 dtype: DTypeLike = None) -> None:
         if ignore_class is not None:
             raise ValueError(f"fastnn does not support ignore_class (masked labels). "
                              f"Received: ignore_class={ignore_class!r}")
@@ -330,7 +341,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                              f"got values in [{labels.min()}, {labels.max()}]")
         return np.ascontiguousarray(labels), np.ascontiguousarray(rows), lead
 
-    def get_config(self):
+    def get_config(self) -> Config:
         config = super().get_config()
         del config["label_smoothing"]
         return {**config, "ignore_class": None}
@@ -338,7 +349,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
 # ---- functions: the per-sample losses, as Keras' -------------------------------------------
 
-def mean_squared_error(y_true, y_pred):
+def mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample mean squared error of y_true and y_pred.
 
     See MeanSquaredError for the formula and the arguments.
@@ -346,7 +357,7 @@ def mean_squared_error(y_true, y_pred):
     return MeanSquaredError().call(y_true, y_pred)
 
 
-def mean_absolute_error(y_true, y_pred):
+def mean_absolute_error(y_true: ArrayLike, y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample mean absolute error of y_true and y_pred.
 
     See MeanAbsoluteError for the formula and the arguments.
@@ -354,7 +365,8 @@ def mean_absolute_error(y_true, y_pred):
     return MeanAbsoluteError().call(y_true, y_pred)
 
 
-def mean_absolute_percentage_error(y_true, y_pred):
+def mean_absolute_percentage_error(y_true: ArrayLike,
+                                   y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample mean absolute percentage error of y_true and y_pred.
 
     See MeanAbsolutePercentageError for the formula and the arguments.
@@ -362,7 +374,8 @@ def mean_absolute_percentage_error(y_true, y_pred):
     return MeanAbsolutePercentageError().call(y_true, y_pred)
 
 
-def mean_squared_logarithmic_error(y_true, y_pred):
+def mean_squared_logarithmic_error(y_true: ArrayLike,
+                                   y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample mean squared logarithmic error of y_true and y_pred.
 
     See MeanSquaredLogarithmicError for the formula and the arguments.
@@ -370,7 +383,8 @@ def mean_squared_logarithmic_error(y_true, y_pred):
     return MeanSquaredLogarithmicError().call(y_true, y_pred)
 
 
-def cosine_similarity(y_true, y_pred, axis=-1):
+def cosine_similarity(y_true: ArrayLike, y_pred: ArrayLike,
+                      axis: int = -1) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample negated cosine similarity of y_true and y_pred.
 
     See CosineSimilarity for the formula and the arguments.
@@ -378,12 +392,13 @@ def cosine_similarity(y_true, y_pred, axis=-1):
     return CosineSimilarity(axis=axis).call(y_true, y_pred)
 
 
-def huber(y_true, y_pred, delta=1.0):
+def huber(y_true: ArrayLike, y_pred: ArrayLike,
+          delta: float = 1.0) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample Huber loss of y_true and y_pred (see Huber for the formula)."""
     return Huber(delta=delta).call(y_true, y_pred)
 
 
-def log_cosh(y_true, y_pred):
+def log_cosh(y_true: ArrayLike, y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample log-cosh loss of y_true and y_pred.
 
     See LogCosh for the formula and the arguments.
@@ -391,7 +406,7 @@ def log_cosh(y_true, y_pred):
     return LogCosh().call(y_true, y_pred)
 
 
-def kl_divergence(y_true, y_pred):
+def kl_divergence(y_true: ArrayLike, y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample Kullback-Leibler divergence of y_true and y_pred.
 
     See KLDivergence for the formula and the arguments.
@@ -399,7 +414,7 @@ def kl_divergence(y_true, y_pred):
     return KLDivergence().call(y_true, y_pred)
 
 
-def poisson(y_true, y_pred):
+def poisson(y_true: ArrayLike, y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample Poisson loss of y_true and y_pred.
 
     See Poisson for the formula and the arguments.
@@ -407,12 +422,12 @@ def poisson(y_true, y_pred):
     return Poisson().call(y_true, y_pred)
 
 
-def hinge(y_true, y_pred):
+def hinge(y_true: ArrayLike, y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample hinge loss of y_true and y_pred (see Hinge for the formula)."""
     return Hinge().call(y_true, y_pred)
 
 
-def squared_hinge(y_true, y_pred):
+def squared_hinge(y_true: ArrayLike, y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample squared hinge loss of y_true and y_pred.
 
     See SquaredHinge for the formula and the arguments.
@@ -420,7 +435,7 @@ def squared_hinge(y_true, y_pred):
     return SquaredHinge().call(y_true, y_pred)
 
 
-def categorical_hinge(y_true, y_pred):
+def categorical_hinge(y_true: ArrayLike, y_pred: ArrayLike) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample categorical hinge loss of y_true and y_pred.
 
     See CategoricalHinge for the formula and the arguments.
@@ -428,7 +443,9 @@ def categorical_hinge(y_true, y_pred):
     return CategoricalHinge().call(y_true, y_pred)
 
 
-def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+def binary_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, from_logits: bool = False,
+                        label_smoothing: float = 0.0,
+                        axis: int = -1) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample binary cross-entropy of y_true and y_pred.
 
     See BinaryCrossentropy for the formula and the arguments.
@@ -436,7 +453,9 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     return BinaryCrossentropy(from_logits, label_smoothing, axis).call(y_true, y_pred)
 
 
-def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+def categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, from_logits: bool = False,
+                             label_smoothing: float = 0.0,
+                             axis: int = -1) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample categorical cross-entropy of y_true and y_pred.
 
     See CategoricalCrossentropy for the formula and the arguments.
@@ -444,8 +463,9 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     return CategoricalCrossentropy(from_logits, label_smoothing, axis).call(y_true, y_pred)
 
 
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
-                                    axis=-1):
+def sparse_categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, from_logits: bool = False,
+                                    ignore_class: Optional[int] = None,
+                                    axis: int = -1) -> Union[np.ndarray, np.float32]:
     """Returns the per-sample cross-entropy of integer labels y_true and y_pred.
 
     See SparseCategoricalCrossentropy for the formula and the arguments.
@@ -481,14 +501,18 @@ _BY_NAME.update({"mse": MeanSquaredError, "mae": MeanAbsoluteError,
                  "mape": MeanAbsolutePercentageError, "msle": MeanSquaredLogarithmicError,
                  "kld": KLDivergence, "logcosh": LogCosh, "bce": BinaryCrossentropy})
 
+# what compile(loss=...) takes: a name, a Loss (or class), a function of this module, or
+# serialize()'s dict
+LossLike = Union[str, Loss, type, Callable[..., Any], Config]
 
-def serialize(loss):
+
+def serialize(loss: LossLike) -> Config:
     """{"class_name": ..., "config": ...} of a Loss (as keras.losses.serialize)."""
     loss = get(loss)
     return {"class_name": type(loss).__name__, "config": loss.get_config()}
 
 
-def deserialize(config):
+def deserialize(config: Union[Config, str]) -> Loss:
     """The Loss described by serialize()'s dict, or by a name."""
     if isinstance(config, dict) and "class_name" in config:
         by_class = {cls.__name__: cls for cls in _CLASSES}
@@ -499,7 +523,7 @@ def deserialize(config):
     return get(config)
 
 
-def get(identifier):
+def get(identifier: LossLike) -> Loss:
     """A Loss from a Loss, a Loss class, one of the functions above, a name (Keras' names,
     case-insensitive) or a serialize() dict."""
     if isinstance(identifier, Loss):

@@ -9,13 +9,17 @@ result, reset_state) runs the same kernels on NumPy arrays.
 
 As Keras: metrics given to compile(metrics=...) ignore sample weights; a weighted metric
 (weighted_metrics) counts each sample by its weight."""
+from __future__ import annotations
+
 import math
 import numbers
 import warnings
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from fastnn import _engine, losses as losses_module
+from fastnn._typing import ArrayLike, Config, DTypeLike
 from fastnn.utils import to_snake_case, unique_name
 
 _EPSILON = 1e-7  # Keras' backend.epsilon()
@@ -66,7 +70,7 @@ class Metric:
     """
     sparse_targets = False   # compares class indices (n, 1) rather than targets like y
 
-    def __init__(self, name=None, dtype=None):
+    def __init__(self, name: Optional[str] = None, dtype: DTypeLike = None) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string. Received: name={name!r}")
         if dtype not in (None, "float32", np.float32):
@@ -94,13 +98,14 @@ class Metric:
                              f"{target_width} value(s) per row")
 
     # -- alone, on arrays -----------------------------------------------------------------
-    def reset_state(self):
+    def reset_state(self) -> None:
         """Forgets every batch seen: the next result() is 0.0 until the next update."""
         self._slots = None
         self._spec = None
         self._rows = 0.0
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true: ArrayLike, y_pred: ArrayLike,
+                     sample_weight: Optional[ArrayLike] = None) -> None:
         """Adds a batch to the metric's running statistics.
 
         Args:
@@ -146,23 +151,24 @@ class Metric:
         _engine.metric_update(key, pred, true, self._slots, weight, opts)
         self._rows += n
 
-    def result(self):
+    def result(self) -> float:
         """Returns the metric's value over every batch since the last reset (a float)."""
         if self._slots is None:
             return 0.0
         return self._result(self._slots, self._rows)
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true: ArrayLike, y_pred: ArrayLike,
+                 sample_weight: Optional[ArrayLike] = None) -> float:
         """update_state(y_true, y_pred, sample_weight), then returns result()."""
         self.update_state(y_true, y_pred, sample_weight)
         return self.result()
 
-    def get_config(self):
+    def get_config(self) -> Config:
         """Returns the constructor arguments as a JSON-able dict (for from_config)."""
         return {"name": self.name, "dtype": self.dtype}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Config) -> Metric:
         return cls(**config)
 
     def __repr__(self):
@@ -188,7 +194,7 @@ class MeanSquaredError(_MeanMetric):
     """The mean squared error over all samples: mean((y_pred - y_true)^2)."""
     _key = "mse"
 
-    def __init__(self, name="mean_squared_error", dtype=None):
+    def __init__(self, name: Optional[str] = "mean_squared_error", dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -196,14 +202,16 @@ class MeanAbsoluteError(_MeanMetric):
     """The mean absolute error over all samples: mean(|y_pred - y_true|)."""
     _key = "mae"
 
-    def __init__(self, name="mean_absolute_error", dtype=None):
+    def __init__(self, name: Optional[str] = "mean_absolute_error",
+                 dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
 class RootMeanSquaredError(MeanSquaredError):
     """sqrt of the mean squared error over all samples (not a mean of batch values)."""
 
-    def __init__(self, name="root_mean_squared_error", dtype=None):
+    def __init__(self, name: Optional[str] = "root_mean_squared_error",
+                 dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
     def _result(self, s, rows):
@@ -223,7 +231,8 @@ class MeanAbsolutePercentageError(_LossMetric):
     1e-7))."""
     _loss = "mape"
 
-    def __init__(self, name="mean_absolute_percentage_error", dtype=None):
+    def __init__(self, name: Optional[str] = "mean_absolute_percentage_error",
+                 dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -231,7 +240,8 @@ class MeanSquaredLogarithmicError(_LossMetric):
     """The mean squared logarithmic error: mean((log(y_pred + 1) - log(y_true + 1))^2)."""
     _loss = "msle"
 
-    def __init__(self, name="mean_squared_logarithmic_error", dtype=None):
+    def __init__(self, name: Optional[str] = "mean_squared_logarithmic_error",
+                 dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -239,7 +249,7 @@ class LogCoshError(_LossMetric):
     """The mean log-cosh error: mean(log(cosh(y_pred - y_true)))."""
     _loss = "log_cosh"
 
-    def __init__(self, name="logcosh", dtype=None):
+    def __init__(self, name: Optional[str] = "logcosh", dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -248,7 +258,7 @@ class KLDivergence(_LossMetric):
     sample."""
     _loss = "kld"
 
-    def __init__(self, name="kl_divergence", dtype=None):
+    def __init__(self, name: Optional[str] = "kl_divergence", dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -256,7 +266,7 @@ class Poisson(_LossMetric):
     """The mean Poisson loss: mean(y_pred - y_true log(y_pred + 1e-7))."""
     _loss = "poisson"
 
-    def __init__(self, name="poisson", dtype=None):
+    def __init__(self, name: Optional[str] = "poisson", dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -264,7 +274,7 @@ class Hinge(_LossMetric):
     """The mean hinge loss: mean(max(1 - y_true y_pred, 0)), labels -1/1 or 0/1."""
     _loss = "binary_hinge"
 
-    def __init__(self, name="hinge", dtype=None):
+    def __init__(self, name: Optional[str] = "hinge", dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -272,7 +282,7 @@ class SquaredHinge(_LossMetric):
     """The mean squared hinge loss: mean(max(1 - y_true y_pred, 0)^2)."""
     _loss = "binary_squared_hinge"
 
-    def __init__(self, name="squared_hinge", dtype=None):
+    def __init__(self, name: Optional[str] = "squared_hinge", dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -281,7 +291,7 @@ class CategoricalHinge(_LossMetric):
     y_pred) + 1, 0)."""
     _loss = "categorical_hinge"
 
-    def __init__(self, name="categorical_hinge", dtype=None):
+    def __init__(self, name: Optional[str] = "categorical_hinge", dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -289,14 +299,15 @@ class CosineSimilarity(_LossMetric):
     """The mean cosine similarity of y_true and y_pred rows (the loss's value negated)."""
     _loss = "cosine"
 
-    def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
+    def __init__(self, name: Optional[str] = "cosine_similarity", dtype: DTypeLike = None,
+                 axis: int = -1) -> None:
         super().__init__(name, dtype)
         self.axis = losses_module._check_axis(axis)
 
     def _result(self, s, rows):
         return -super()._result(s, rows)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "axis": self.axis}
 
 
@@ -304,7 +315,8 @@ class _CrossEntropy(_LossMetric):
     """The mean cross-entropy of the outputs: probabilities by default (normalised and
     clipped to [1e-7, 1 - 1e-7], as Keras' metrics take them), logits when from_logits."""
 
-    def __init__(self, name, dtype, from_logits, label_smoothing=0.0, axis=-1):
+    def __init__(self, name: str, dtype: DTypeLike, from_logits: bool, label_smoothing: float = 0.0,
+                 axis: int = -1) -> None:
         self.from_logits = losses_module._check_from_logits(from_logits)
         self.label_smoothing = losses_module._check_smoothing(label_smoothing)
         self.axis = losses_module._check_axis(axis)
@@ -314,7 +326,7 @@ class _CrossEntropy(_LossMetric):
         return "loss", {"loss": self._loss, "param": self.label_smoothing,
                         "iparam": (0, 0 if self.from_logits else 1), "weighted": weighted}
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing, "axis": self.axis}
 
@@ -323,11 +335,11 @@ class BinaryCrossentropy(_CrossEntropy):
     """The mean binary cross-entropy: mean(-(t log p + (1 - t) log(1 - p)))."""
     _loss = "sigmoid_crossentropy"
 
-    def __init__(self, name="binary_crossentropy", dtype=None, from_logits=False,
-                 label_smoothing=0):
+    def __init__(self, name: Optional[str] = "binary_crossentropy", dtype: DTypeLike = None,
+                 from_logits: bool = False, label_smoothing: float = 0) -> None:
         super().__init__(name, dtype, from_logits, label_smoothing)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         config = super().get_config()
         del config["axis"]
         return config
@@ -338,8 +350,8 @@ class CategoricalCrossentropy(_CrossEntropy):
     targets)."""
     _loss = "softmax_crossentropy"
 
-    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False,
-                 label_smoothing=0, axis=-1):
+    def __init__(self, name: Optional[str] = "categorical_crossentropy", dtype: DTypeLike = None,
+                 from_logits: bool = False, label_smoothing: float = 0, axis: int = -1) -> None:
         super().__init__(name, dtype, from_logits, label_smoothing, axis)
 
 
@@ -347,14 +359,15 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
     """The mean cross-entropy of integer labels: -log p[label] per sample."""
     _loss, sparse_targets = "sparse_softmax_crossentropy", True
 
-    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False,
-                 ignore_class=None, axis=-1):
+    def __init__(self, name: Optional[str] = "sparse_categorical_crossentropy",
+                 dtype: DTypeLike = None, from_logits: bool = False,
+                 ignore_class: Optional[int] = None, axis: int = -1) -> None:
         if ignore_class is not None:
             raise ValueError(f"fastnn does not support ignore_class (masked labels). "
                              f"Received: ignore_class={ignore_class!r}")
         super().__init__(name, dtype, from_logits, 0.0, axis)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         config = super().get_config()
         del config["label_smoothing"]
         return {**config, "ignore_class": None}
@@ -365,7 +378,7 @@ class Accuracy(_MeanMetric):
     in compile picks binary, sparse or categorical accuracy instead)."""
     _key = "equality"
 
-    def __init__(self, name="accuracy", dtype=None):
+    def __init__(self, name: Optional[str] = "accuracy", dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -374,7 +387,8 @@ class BinaryAccuracy(_MeanMetric):
     compared with logit(threshold): the same decisions)."""
     _key = "binary_accuracy"
 
-    def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
+    def __init__(self, name: Optional[str] = "binary_accuracy", dtype: DTypeLike = None,
+                 threshold: float = 0.5) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
                 or not np.isfinite(threshold):
             raise ValueError(f"threshold must be a number. Received: threshold={threshold!r}")
@@ -384,7 +398,7 @@ class BinaryAccuracy(_MeanMetric):
     def _engine(self, width, weighted):
         return self._key, {"param": self.threshold, "weighted": weighted}
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "threshold": self.threshold}
 
 
@@ -392,7 +406,8 @@ class CategoricalAccuracy(_MeanMetric):
     """How often argmax(y_pred) equals argmax(y_true) (one-hot targets)."""
     _key = "categorical_accuracy"
 
-    def __init__(self, name="categorical_accuracy", dtype=None):
+    def __init__(self, name: Optional[str] = "categorical_accuracy",
+                 dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -400,7 +415,8 @@ class SparseCategoricalAccuracy(_MeanMetric):
     """How often argmax(y_pred) equals the integer label."""
     _key, sparse_targets = "sparse_categorical_accuracy", True
 
-    def __init__(self, name="sparse_categorical_accuracy", dtype=None):
+    def __init__(self, name: Optional[str] = "sparse_categorical_accuracy",
+                 dtype: DTypeLike = None) -> None:
         super().__init__(name, dtype)
 
 
@@ -415,14 +431,15 @@ class TopKCategoricalAccuracy(_MeanMetric):
     predictions (ties count in, as Keras' in_top_k)."""
     _key = "top_k"
 
-    def __init__(self, k=5, name="top_k_categorical_accuracy", dtype=None):
+    def __init__(self, k: int = 5, name: Optional[str] = "top_k_categorical_accuracy",
+                 dtype: DTypeLike = None) -> None:
         self.k = _check_k(k)
         super().__init__(name, dtype)
 
     def _engine(self, width, weighted):
         return self._key, {"iparam": self.k, "weighted": weighted}
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "k": self.k}
 
 
@@ -430,15 +447,15 @@ class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
     """How often the integer label is among the k largest predictions."""
     _key, sparse_targets = "sparse_top_k", True
 
-    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None,
-                 from_sorted_ids=False):
+    def __init__(self, k: int = 5, name: Optional[str] = "sparse_top_k_categorical_accuracy",
+                 dtype: DTypeLike = None, from_sorted_ids: bool = False) -> None:
         if from_sorted_ids:
             raise ValueError("fastnn's outputs are scores, not sorted class ids: "
                              "from_sorted_ids must be False")
         super().__init__(k, name, dtype)
         self.from_sorted_ids = False
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "from_sorted_ids": False}
 
 
@@ -460,8 +477,9 @@ class R2Score(Metric):
     column from summed statistics, aggregated as class_aggregation says; num_regressors > 0
     gives the adjusted score."""
 
-    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score",
-                 dtype=None):
+    def __init__(self, class_aggregation: Optional[str] = "uniform_average",
+                 num_regressors: int = 0, name: Optional[str] = "r2_score",
+                 dtype: DTypeLike = None) -> None:
         valid = (None, "uniform_average", "variance_weighted_average")
         if class_aggregation not in valid:
             raise ValueError(f"Invalid value for argument `class_aggregation`. Expected one of "
@@ -503,7 +521,7 @@ class R2Score(Metric):
                 score = 1.0 - (1.0 - score) * (n - 1.0) / (n - p - 1.0)
         return _scalar(score)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "class_aggregation": self.class_aggregation,
                 "num_regressors": self.num_regressors}
 
@@ -572,7 +590,8 @@ class _ConfusionMetric(Metric):
 class _ConditionCount(_ConfusionMetric):
     _which = None
 
-    def __init__(self, thresholds=None, name=None, dtype=None):
+    def __init__(self, thresholds: Union[float, Sequence[float], None] = None,
+                 name: Optional[str] = None, dtype: DTypeLike = None) -> None:
         self.init_thresholds = thresholds
         self._setup(_thresholds(thresholds, 0.5))
         super().__init__(name, dtype)
@@ -580,7 +599,7 @@ class _ConditionCount(_ConfusionMetric):
     def _result(self, s, rows):
         return self._user_order(self._counts(s)[self._which])
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "thresholds": self.init_thresholds}
 
 
@@ -612,7 +631,9 @@ class Precision(_ConfusionMetric):
     """TP / (TP + FP) at each threshold (0.5 by default; with top_k, only each sample's
     top_k predictions count as positive); class_id restricts it to one output column."""
 
-    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+    def __init__(self, thresholds: Union[float, Sequence[float], None] = None,
+                 top_k: Optional[int] = None, class_id: Optional[int] = None,
+                 name: Optional[str] = None, dtype: DTypeLike = None) -> None:
         self.init_thresholds = thresholds
         # with top_k alone, a prediction counts as positive when it is among the top k
         self._setup(_thresholds(thresholds, 0.5) if thresholds is not None or top_k is None
@@ -623,7 +644,7 @@ class Precision(_ConfusionMetric):
         tp, fp, _, _ = self._counts(s)
         return self._user_order(_divide_no_nan(tp, tp + fp))
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "thresholds": self.init_thresholds,
                 "top_k": self.top_k, "class_id": self.class_id}
 
@@ -641,9 +662,11 @@ class AUC(_ConfusionMetric):
     thresholds (or the ones given, plus one just below 0 and one just above 1), from the
     confusion counts summed over all batches."""
 
-    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
-                 name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
-                 label_weights=None, from_logits=False):
+    def __init__(self, num_thresholds: int = 200, curve: str = "ROC",
+                 summation_method: str = "interpolation", name: Optional[str] = None,
+                 dtype: DTypeLike = None, thresholds: Union[float, Sequence[float], None] = None,
+                 multi_label: bool = False, num_labels: Optional[int] = None,
+                 label_weights: Optional[ArrayLike] = None, from_logits: bool = False) -> None:
         curve = curve.upper() if isinstance(curve, str) else curve
         if curve not in ("ROC", "PR", "PRGAIN"):
             raise ValueError(f'Invalid `curve` argument value "{curve}". Expected one of: '
@@ -719,7 +742,7 @@ class AUC(_ConfusionMetric):
         return float(np.sum(_divide_no_nan(slope * (dtp + intercept * np.log(ratio)),
                                            np.maximum(tp[1:] + fn[1:], 0))))
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "num_thresholds": self.num_thresholds,
                 "curve": self.curve, "summation_method": self.summation_method,
                 "thresholds": self._init_thresholds, "multi_label": False,
@@ -734,7 +757,9 @@ class FBetaScore(Metric):
     largest when threshold is None); average None (per class), "micro", "macro" or
     "weighted" (by each class's support)."""
 
-    def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score", dtype=None):
+    def __init__(self, average: Optional[str] = None, beta: float = 1.0,
+                 threshold: Optional[float] = None, name: Optional[str] = "fbeta_score",
+                 dtype: DTypeLike = None) -> None:
         if average not in (None, "micro", "macro", "weighted"):
             raise ValueError(f"Invalid `average` argument value. Expected one of: {{None, "
                              f"'micro', 'macro', 'weighted'}}. Received: average={average!r}")
@@ -768,7 +793,7 @@ class FBetaScore(Metric):
             f = np.mean(f)
         return _scalar(f) if self.average is not None else np.asarray(f, np.float64)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "average": self.average, "beta": self.beta,
                 "threshold": self.threshold}
 
@@ -776,10 +801,11 @@ class FBetaScore(Metric):
 class F1Score(FBetaScore):
     """2 precision recall / (precision + recall): FBetaScore with beta = 1."""
 
-    def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
+    def __init__(self, average: Optional[str] = None, threshold: Optional[float] = None,
+                 name: Optional[str] = "f1_score", dtype: DTypeLike = None) -> None:
         super().__init__(average, 1.0, threshold, name, dtype)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         config = super().get_config()
         del config["beta"]
         return config
@@ -819,8 +845,12 @@ _FUNCTIONS = {losses_module.mean_squared_error: MeanSquaredError,
               losses_module.categorical_crossentropy: CategoricalCrossentropy,
               losses_module.sparse_categorical_crossentropy: SparseCategoricalCrossentropy}
 
+# what compile(metrics=[...]) takes: a name, a Metric (or class), one of fastnn.losses'
+# functions, or serialize()'s dict
+MetricLike = Union[str, Metric, type, Callable[..., Any], Config]
 
-def get(identifier):
+
+def get(identifier: MetricLike) -> Metric:
     """A Metric from a Metric (itself), a Metric class, a name (Keras' names, looked up
     case-insensitively; the metric is named by the string as given, as compile does) or
     one of fastnn.losses' functions that Keras also has as metrics."""
@@ -841,13 +871,13 @@ def get(identifier):
     raise ValueError(f"Unknown metric: {identifier!r}. Valid names: {sorted(_BY_NAME)}")
 
 
-def serialize(metric):
+def serialize(metric: MetricLike) -> Config:
     """{"class_name": ..., "config": ...} of a Metric (as keras.metrics.serialize)."""
     metric = get(metric)
     return {"class_name": type(metric).__name__.lstrip("_"), "config": metric.get_config()}
 
 
-def deserialize(config):
+def deserialize(config: Union[Config, str]) -> Metric:
     """The Metric described by serialize()'s dict, or by a name."""
     if isinstance(config, dict) and "class_name" in config:
         by_class = {cls.__name__: cls for cls in _CLASSES}

@@ -11,12 +11,20 @@ as an op (csrc/ops/regularization.c).
 By name (get): "l1" = L1(0.01), "l2" = L2(0.01), "l1_l2" = L1L2(l1=0.01, l2=0.01) (the
 defaults Keras documents for these strings), and the class names "L1", "L2", "L1L2" (their
 constructors' defaults)."""
+from __future__ import annotations
+
 import math
 import numbers
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
+from fastnn._typing import ArrayLike, Config
 from fastnn.initializers import Configurable, resolve, serialize_object
+
+if TYPE_CHECKING:
+    from fastnn.layers.core import Layer
+    from fastnn.models.plan import Lowering
 
 
 def _factor(value, name):
@@ -31,34 +39,34 @@ class Regularizer(Configurable):
     """l1 * sum(|x|) + l2 * sum(x^2); the subclasses name the usual cases."""
     l1 = l2 = 0.0
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> float:
         """The penalty of an array (in float64)."""
         x = np.asarray(x, dtype=np.float64)
         return float(self.l1 * np.abs(x).sum() + self.l2 * np.square(x).sum())
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"l1": self.l1, "l2": self.l2}
 
 
 class L1L2(Regularizer):
-    def __init__(self, l1=0.0, l2=0.0):
+    def __init__(self, l1: Optional[float] = 0.0, l2: Optional[float] = 0.0) -> None:
         self.l1 = _factor(0.0 if l1 is None else l1, "l1")
         self.l2 = _factor(0.0 if l2 is None else l2, "l2")
 
 
 class L1(Regularizer):
-    def __init__(self, l1=0.01):
+    def __init__(self, l1: float = 0.01) -> None:
         self.l1 = _factor(0.01 if l1 is None else l1, "l1")
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"l1": self.l1}
 
 
 class L2(Regularizer):
-    def __init__(self, l2=0.01):
+    def __init__(self, l2: float = 0.01) -> None:
         self.l2 = _factor(0.01 if l2 is None else l2, "l2")
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"l2": self.l2}
 
 
@@ -66,7 +74,12 @@ _BY_NAME = {"L1": L1, "L2": L2, "L1L2": L1L2, "l1": L1, "l2": L2,
             "l1_l2": lambda: L1L2(l1=0.01, l2=0.01)}
 
 
-def get(identifier):
+# what layers' `*_regularizer=` arguments take: a name, an instance, serialize()'s dict,
+# a class, or None
+RegularizerLike = Union[str, Regularizer, Config, type, None]
+
+
+def get(identifier: RegularizerLike) -> Optional[Regularizer]:
     """A Regularizer (or None) from None, an instance, a name, or serialize()'s dict."""
     return resolve(identifier, "regularizer", _BY_NAME, (L1, L2, L1L2))
 
@@ -76,7 +89,8 @@ serialize = serialize_object
 
 # ---- lowering into the engine (layers call these from _lower) ---------------------------
 
-def lower(ctx, layer, name, regularizer):
+def lower(ctx: Lowering, layer: Layer, name: str,
+          regularizer: Optional[Regularizer]) -> None:
     """Penalises the layer's weight `name` in the plan ctx is building: once, however many
     times the layer is called, and only while the weight trains."""
     if regularizer is None or (regularizer.l1 == 0.0 and regularizer.l2 == 0.0):
@@ -87,7 +101,8 @@ def lower(ctx, layer, name, regularizer):
                               regularizer.l2))
 
 
-def lower_activity(ctx, tensor, regularizer):
+def lower_activity(ctx: Lowering, tensor: int,
+                   regularizer: Optional[Regularizer]) -> int:
     """The tensor after an activity penalty op (the tensor itself when there is none)."""
     if regularizer is None or (regularizer.l1 == 0.0 and regularizer.l2 == 0.0):
         return tensor

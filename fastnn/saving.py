@@ -31,14 +31,22 @@ and no temporary behind. ``save``/``load_model``/``save_weights``/``load_weights
 take a path or a binary file object; ``dumps``/``loads`` work on bytes (pickle and
 copy go through them).
 """
+from __future__ import annotations
+
 import hashlib
 import io
 import json
 import os
 import tempfile
 import zipfile
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from fastnn._typing import Config, FileLike
+
+if TYPE_CHECKING:
+    from fastnn.models.model import Model
 
 FORMAT, WEIGHTS_FORMAT, VERSION = "fastnn.model", "fastnn.weights", 3
 CONFIG_MEMBER = "fastnn.json"
@@ -150,7 +158,7 @@ def _merge_base():
     return _Merge
 
 
-def model_config(model):
+def model_config(model: Model) -> Config:
     """The JSON-able description of a built model (architecture and compile settings)."""
     from fastnn.models.sequential import Sequential
     compiled = None
@@ -251,7 +259,7 @@ def _optimizer_arrays(model):
             "slots": [name for name, _ in arrays]}, arrays
 
 
-def dumps(model):
+def dumps(model: Model) -> bytes:
     """The model as the bytes of a fastnn file (architecture, weights, compile settings,
     optimizer state)."""
     config = model_config(model)
@@ -260,19 +268,19 @@ def dumps(model):
     return _archive(config, arrays + slots)
 
 
-def save_model(model, filepath):
+def save_model(model: Model, filepath: FileLike) -> None:
     """Writes model to filepath (a path, under exactly that name, or a binary file)."""
     write_bytes(filepath, dumps(model))
 
 
-def save_weights(model, filepath):
+def save_weights(model: Model, filepath: FileLike) -> None:
     """Writes get_weights() alone (format "fastnn.weights")."""
     config = {"format": WEIGHTS_FORMAT, "version": VERSION}
     write_bytes(filepath, _archive(config, [(f"weight_{i}", w)
                                             for i, w in enumerate(model.get_weights())]))
 
 
-def write_bytes(filepath, data):
+def write_bytes(filepath: FileLike, data: bytes) -> None:
     """data to a binary file object, or to a path atomically: a temporary file in the same
     folder, fsynced, with the permissions the umask gives new files, renamed into place."""
     if hasattr(filepath, "write"):
@@ -448,7 +456,7 @@ def _fill_weights(archive, model):
         setattr(layer, attr, archive.array(name))
 
 
-def load_model(filepath, compile=True):
+def load_model(filepath: FileLike, compile: bool = True) -> Model:
     """Rebuilds a model saved by save_model (or Model.save, pickle): a path or a binary file
     object. A Keras .keras/.h5 file goes to fastnn.export.keras_in."""
     from fastnn.export import keras_in
@@ -461,7 +469,7 @@ def load_model(filepath, compile=True):
         archive.close()
 
 
-def loads(data, compile=True):
+def loads(data: bytes, compile: bool = True) -> Model:
     """The model in the bytes of a fastnn file (as dumps wrote them)."""
     return load_model(io.BytesIO(data), compile=compile)
 
@@ -515,7 +523,7 @@ def _restore_optimizer(archive, model, saved):
         archive.fail(f"its optimizer counters are invalid ({e})")
 
 
-def load_weights(model, filepath):
+def load_weights(model: Model, filepath: FileLike) -> None:
     """Loads weights written by save_weights (or save) into model, all or nothing."""
     archive = _Archive(filepath, WEIGHTS_FORMAT)
     try:

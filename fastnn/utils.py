@@ -1,12 +1,20 @@
 """Seeding and small helpers shared by the package."""
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
+
+from fastnn._typing import ArrayLike, DTypeLike
+
+if TYPE_CHECKING:
+    from fastnn.models.model import Model
 
 _rng = None  # made on first use: numpy.random costs ~10 ms to import
 
 
-def set_random_seed(seed):
+def set_random_seed(seed: int) -> None:
     """Seeds every random choice fastnn makes (initial weights, shuffling, dropout).
 
     The same seed gives bit-identical training on the same machine.
@@ -17,7 +25,7 @@ def set_random_seed(seed):
     _rng = np.random.default_rng(int(seed))
 
 
-def rng():
+def rng() -> np.random.Generator:
     """The package-wide generator (seeded by set_random_seed)."""
     global _rng
     if _rng is None:
@@ -25,7 +33,7 @@ def rng():
     return _rng
 
 
-def next_seed():
+def next_seed() -> int:
     """A 63-bit seed for the C shuffler, drawn from the package generator (its raw bits:
     Generator.integers costs ~2.5 us, a tenth of a small model's whole fit call)."""
     return int(rng().bit_generator.random_raw()) >> 1
@@ -34,13 +42,13 @@ def next_seed():
 _name_counts = {}
 
 
-def to_snake_case(name):
+def to_snake_case(name: str) -> str:
     """'ReLU' -> 're_lu', 'Dense' -> 'dense', as Keras names its layers."""
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
-def unique_name(base, first=0):
+def unique_name(base: str, first: int = 0) -> str:
     """'dense', 'dense_1', 'dense_2', ... per base name, for the whole session
     (first=1 starts at 'base_1', as tf.keras names inputs)."""
     n = _name_counts.get(base, first)
@@ -48,7 +56,8 @@ def unique_name(base, first=0):
     return base if n == 0 else f"{base}_{n}"
 
 
-def to_categorical(y, num_classes=None, dtype="float32"):
+def to_categorical(y: ArrayLike, num_classes: Optional[int] = None,
+                   dtype: DTypeLike = "float32") -> np.ndarray:
     """One-hot rows for integer class labels, as keras.utils.to_categorical."""
     labels = np.asarray(y)
     if labels.dtype.kind not in "iuf" or (labels.size and (
@@ -83,7 +92,8 @@ class PyDataset:
     Each batch then takes one call of the compiled engine.
     """
 
-    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+    def __init__(self, workers: int = 1, use_multiprocessing: bool = False,
+                 max_queue_size: int = 10) -> None:
         for name, value, low in (("workers", workers, 0), ("max_queue_size", max_queue_size, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
                     value < low:
@@ -94,15 +104,15 @@ class PyDataset:
         self._max_queue_size = int(max_queue_size)
 
     @property
-    def workers(self):
+    def workers(self) -> int:
         return getattr(self, "_workers", 1)  # a subclass may skip super().__init__()
 
     @property
-    def use_multiprocessing(self):
+    def use_multiprocessing(self) -> bool:
         return getattr(self, "_use_multiprocessing", False)
 
     @property
-    def max_queue_size(self):
+    def max_queue_size(self) -> int:
         return getattr(self, "_max_queue_size", 10)
 
     def __getitem__(self, index):
@@ -110,17 +120,17 @@ class PyDataset:
                                   "returning the batch at that position")
 
     @property
-    def num_batches(self):
+    def num_batches(self) -> Optional[int]:
         """The number of batches (len(self)), or None for an endless dataset."""
         if hasattr(self, "__len__"):
             return len(self)
         raise NotImplementedError(f"{type(self).__name__} must define __len__() (or a "
                                   "num_batches property returning None when endless)")
 
-    def on_epoch_begin(self):
+    def on_epoch_begin(self) -> None:
         """Called at the start of every epoch."""
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         """Called at the end of every epoch."""
 
 
@@ -133,8 +143,9 @@ def _dot_quote(text):
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=True,
-                 rankdir="TB", dpi=200, show_layer_activations=False, show_trainable=False):
+def model_to_dot(model: Model, show_shapes: bool = False, show_dtype: bool = False,
+                 show_layer_names: bool = True, rankdir: str = "TB", dpi: int = 200,
+                 show_layer_activations: bool = False, show_trainable: bool = False) -> str:
     """The model's graph as Graphviz DOT text: one box per layer (its input layers
     included; a nested model is one box) and an arrow per connection."""
     if rankdir not in ("TB", "LR"):
@@ -172,9 +183,10 @@ def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=Tr
     return "\n".join(lines + ["}"]) + "\n"
 
 
-def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
-               show_layer_names=True, rankdir="TB", dpi=200, show_layer_activations=False,
-               show_trainable=False):
+def plot_model(model: Model, to_file: str = "model.png", show_shapes: bool = False,
+               show_dtype: bool = False, show_layer_names: bool = True, rankdir: str = "TB",
+               dpi: int = 200, show_layer_activations: bool = False,
+               show_trainable: bool = False) -> None:
     """Draws the model's graph, as keras.utils.plot_model. fastnn itself writes Graphviz
     DOT text: give to_file a name ending in ".dot" (render it with `dot -Tpng`). Any other
     name needs pydot and Graphviz, which fastnn does not depend on: with pydot installed

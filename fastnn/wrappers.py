@@ -10,9 +10,12 @@ import it.
     reg = FastNNRegressor(hidden_layer_sizes=(32,), epochs=200, random_state=0)
     reg.fit(X_train, y_train).score(X_test, y_test)
 """
+from __future__ import annotations
+
 import copy
 import inspect
 import numbers
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -25,7 +28,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fastnn.wrappers needs scikit-learn: `pip install scikit-learn`") from exc
 
-from fastnn import losses, optimizers, utils
+from fastnn import callbacks as callbacks_module, losses, optimizers, utils
+from fastnn._typing import ArrayLike
 from fastnn.layers import Dense, Input
 from fastnn.models import Model, Sequential, clone_model
 
@@ -89,10 +93,14 @@ class _FastNNEstimator(BaseEstimator):
 
     _loss_default = None  # set by the subclasses
 
-    def __init__(self, model=None, hidden_layer_sizes=(100,), activation="relu",
-                 optimizer="adam", learning_rate=0.001, loss=None, metrics=None,
-                 batch_size=32, epochs=100, validation_split=0.0, shuffle=True, verbose=0,
-                 random_state=None, callbacks=None):
+    def __init__(self, model: Optional[Callable[..., Model]] = None,
+                 hidden_layer_sizes: Sequence[int] = (100,), activation: str = "relu",
+                 optimizer: Union[str, optimizers.Optimizer] = "adam",
+                 learning_rate: Optional[float] = 0.001, loss: Optional[losses.LossLike] = None,
+                 metrics: Optional[Sequence[Any]] = None, batch_size: int = 32, epochs: int = 100,
+                 validation_split: float = 0.0, shuffle: bool = True, verbose: int = 0,
+                 random_state: Optional[int] = None,
+                 callbacks: Optional[Sequence[callbacks_module.Callback]] = None) -> None:
         self.model = model
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -190,7 +198,8 @@ class _FastNNEstimator(BaseEstimator):
         self._fit_model(X, self._targets_for_model(y), sample_weight, epochs)
         return self
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike,
+            sample_weight: Optional[ArrayLike] = None) -> _FastNNEstimator:
         """Builds a new model (seeded by random_state) and trains it for `epochs` epochs.
         sample_weight: one weight per row of X (weights the loss, as fastnn's fit)."""
         return self._fit(X, y, sample_weight, self.epochs, first=True)
@@ -255,11 +264,12 @@ class FastNNRegressor(RegressorMixin, _FastNNEstimator):
     def _targets_for_model(self, y):
         return y
 
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike,
+                    sample_weight: Optional[ArrayLike] = None) -> FastNNRegressor:
         """One epoch over (X, y); the first call builds the model (as fit)."""
         return self._fit(X, y, sample_weight, 1, first=not hasattr(self, "model_"))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The model's outputs as float64: (n,) for a 1-D y at fit, else (n, n_outputs)."""
         out = self._predict_raw(X)
         return out.ravel() if self._y_ndim == 1 else out
@@ -321,19 +331,20 @@ class FastNNClassifier(ClassifierMixin, _FastNNEstimator):
             return codes.astype(np.float32)
         return np.eye(width, dtype=np.float32)[codes]
 
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: Optional[ArrayLike] = None,
+                    sample_weight: Optional[ArrayLike] = None) -> FastNNClassifier:
         """One epoch over (X, y); the first call builds the model for `classes` (all the
         labels there will be; default: those in y)."""
         first = not hasattr(self, "model_")
         return self._fit(X, y, sample_weight, 1, first, classes if first else None)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities, (n, n_classes) float64, columns in the order of classes_."""
         p = self._predict_raw(X)
         if p.shape[1] == 1:  # a one-unit sigmoid model: P(classes_[1])
             p = np.hstack([1.0 - p, p])
         return p / p.sum(axis=1, keepdims=True)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         proba = self.predict_proba(X)  # first: it checks that the model is fitted
         return self.classes_[np.argmax(proba, axis=1)]

@@ -1,5 +1,11 @@
 """Boston housing price regression dataset, split exactly as ``keras.datasets.boston_housing``."""
+from __future__ import annotations
+
+from typing import Optional
+
 import numpy as np
+
+from fastnn._typing import PathLike
 
 __all__ = ["load_data"]
 
@@ -14,7 +20,8 @@ def _read_csv(source):
     return data[:, :13], data[:, 13]
 
 
-def load_data(path=None, test_split=0.2, seed=113):
+def load_data(path: Optional[PathLike] = None, test_split: float = 0.2, seed: int = 113
+              ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Load the Boston housing dataset (506 rows, 13 features, float64).
 
     Args:

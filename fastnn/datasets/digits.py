@@ -3,9 +3,14 @@
 The bundled file is the UCI "Optical Recognition of Handwritten Digits" test set as
 scikit-learn ships it (``sklearn/datasets/data/digits.csv.gz``, BSD-3-Clause): 1797
 rows of 64 pixel counts 0..16 (an 8x8 image, row by row), the digit last."""
+from __future__ import annotations
+
 import gzip
+from typing import Optional
 
 import numpy as np
+
+from fastnn._typing import PathLike
 
 __all__ = ["load_data"]
 
@@ -20,7 +25,8 @@ def _read_csv(source):
     return data[:, :N_PIXELS], data[:, N_PIXELS]
 
 
-def load_data(path=None, test_split=0.2, seed=113):
+def load_data(path: Optional[PathLike] = None, test_split: float = 0.2, seed: int = 113
+              ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Load the digits dataset.
 
     Args:

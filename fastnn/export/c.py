@@ -15,11 +15,19 @@ the shortest decimal that rounds back to the same float32; each kernel repeats t
 formula of its op in csrc/ (same float operations, same order where it matters), so that
 the C output matches predict to float32 rounding.
 """
+from __future__ import annotations
+
 import os
 import re
 import textwrap
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
+
+from fastnn._typing import PathLike
+
+if TYPE_CHECKING:
+    from fastnn.models.model import Model
 
 # The stack the work buffers may take (floats): the block of rows shrinks to fit, down
 # to one row at a time for wide models.
@@ -34,7 +42,7 @@ _C_KEYWORDS = frozenset(
     "_Atomic _Generic _Noreturn _Static_assert _Thread_local".split())
 
 
-def check_name(name):
+def check_name(name: str) -> str:
     """Raises ValueError unless name is a valid C identifier (not a keyword)."""
     if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
             and name not in _C_KEYWORDS):
@@ -43,7 +51,7 @@ def check_name(name):
     return name
 
 
-def default_name(filepath):
+def default_name(filepath: PathLike) -> str:
     """The C name for a file: its stem, with what C does not allow made an underscore."""
     stem = os.path.splitext(os.path.basename(os.fspath(filepath)))[0]
     name = re.sub(r"[^A-Za-z0-9_]", "_", stem) or "model"
@@ -52,7 +60,7 @@ def default_name(filepath):
     return name
 
 
-def export_c(model, filepath, name=None):
+def export_c(model: Model, filepath: PathLike, name: Optional[str] = None) -> tuple[str, str]:
     """Writes `filepath` (ending in .c) and the header beside it (.h) holding `model`'s
     forward pass in C99; `name` (default: the file's stem) prefixes every public symbol.
     Returns the paths written (source, header)."""
@@ -69,7 +77,7 @@ def export_c(model, filepath, name=None):
     return filepath, header_path
 
 
-def generate(model, name, header_file):
+def generate(model: Model, name: str, header_file: str) -> tuple[str, str]:
     """(source, header) of `model` exported under `name`; the source includes
     `header_file`."""
     plan = model._plan(_INFER_ROWS, "predict")
@@ -437,7 +445,7 @@ def _binary(name, body):
 _ACT_DEFAULTS = {"leaky_relu": (0.2,), "elu": (1.0,), "relu_general": (0.0, np.inf, 0.0)}
 
 
-def op_act(op):
+def op_act(op: dict[str, Any]) -> str:
     return op.get("act", "linear")
 
 

@@ -30,13 +30,21 @@ Compile settings (optimizer, loss, metrics, loss weights) are read when fastnn h
 as Keras' ``load_model(compile=True)`` does; otherwise the model loads uncompiled with a
 warning saying why. Optimizer state is not read. h5py is imported on first use only.
 """
+from __future__ import annotations
+
 import io
 import json
 import os
 import warnings
 import zipfile
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from fastnn._typing import PathLike
+
+if TYPE_CHECKING:
+    from fastnn.models.model import Model
 
 _CONFIG_MAX_BYTES = 64 << 20   # a config.json larger than this is not a model's
 # a zip member larger than this and than _MAX_EXPANSION times its stored bytes is refused
@@ -70,7 +78,7 @@ def _h5py():
 
 # ---- which files are Keras' -------------------------------------------------------------
 
-def is_keras_file(filepath):
+def is_keras_file(filepath: Any) -> bool:
     """Whether filepath names a Keras file (by its suffix: .keras, .h5, .hdf5), as opposed
     to a fastnn file saved under such a name (a zip without Keras' config.json)."""
     if not isinstance(filepath, (str, os.PathLike)):
@@ -89,7 +97,7 @@ def is_keras_file(filepath):
 
 # ---- public entry points ---------------------------------------------------------------
 
-def load_model(filepath, compile=True):
+def load_model(filepath: PathLike, compile: bool = True) -> Model:
     """The fastnn model a Keras ``.keras`` or ``.h5`` file describes, with its weights and
     (compile=True, when fastnn supports them) its compile settings."""
     path = os.fspath(filepath)
@@ -128,7 +136,7 @@ def load_model(filepath, compile=True):
     return model
 
 
-def load_weights(model, filepath):
+def load_weights(model: Model, filepath: PathLike) -> None:
     """Loads a Keras weights file (``.weights.h5`` of Keras 3, a legacy ``.h5`` model or
     weights file, or the weights in a ``.keras`` archive) into the built fastnn model, all
     arrays or none."""

@@ -14,11 +14,18 @@ Weights are initializers named after their layer ("dense/kernel"), each stored o
 many ops read it. Ops that act only while training (dropout, the noise layers, activity
 regularization) are the identity, as in predict.
 """
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from fastnn._typing import PathLike
 from fastnn.export.c import _act_params, op_act
+
+if TYPE_CHECKING:
+    from fastnn.models.model import Model
 
 _INFER_ROWS = 1024  # the plan predict uses (its max_batch only picks dense kernels)
 MIN_OPSET = 13      # Softmax over one axis, Clip's bounds as inputs, GreaterOrEqual
@@ -34,7 +41,7 @@ def _import_onnx():
     return onnx
 
 
-def to_onnx(model, path=None, opset=DEFAULT_OPSET):
+def to_onnx(model: Model, path: Optional[PathLike] = None, opset: int = DEFAULT_OPSET) -> Any:
     """The ONNX ModelProto of `model`'s forward pass (inference) at ONNX opset `opset`,
     also saved to `path` when given. Inputs and outputs are float32, named after the
     model's, with a dynamic batch dimension; onnx.checker.check_model passes on it."""

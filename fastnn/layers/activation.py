@@ -5,13 +5,17 @@ a trained weight. In a model an activation fuses into the Dense before it when t
 Dense has no activation of its own and can apply this one from its output alone (relu,
 sigmoid, tanh, softmax, ...); the others (gelu, silu, mish, the parametrised ones) stay
 an op of their own, which reads its input in backward."""
+from __future__ import annotations
+
 import math
 import numbers
 import warnings
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
 from fastnn import _engine, activations, initializers
+from fastnn._typing import Config, InputShape
 from fastnn.layers.core import Layer
 
 _SOFTMAXES = ("softmax", "log_softmax")
@@ -37,7 +41,7 @@ class _ActivationLayer(Layer):
         """(engine activation name, its parameters: csrc/fastnn.h's fparam)."""
         raise NotImplementedError
 
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         if isinstance(input_shape, list):
             raise ValueError(f"{type(self).__name__} '{self.name}' takes one input")
         self._group(input_shape)  # checks the axis
@@ -59,7 +63,7 @@ class _ActivationLayer(Layer):
                              f"(shape {input_shape}). Received: axis={self.axis!r}")
         return 0 if first == 1 else math.prod(input_shape[first:])
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         act, params = self._engine_act()
         if act in _SOFTMAXES and self._group(x.shape):
             rows = np.ascontiguousarray(x.reshape(-1, self._group(x.shape)))
@@ -89,14 +93,14 @@ class Activation(_ActivationLayer):
         x = fastnn.layers.Activation("tanh")(x)
     """
 
-    def __init__(self, activation, **kwargs):
+    def __init__(self, activation: activations.ActivationLike, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
 
     def _engine_act(self):
         return self.activation, activations.engine_params(self.activation)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "activation": self.activation}
 
 
@@ -116,7 +120,8 @@ class ReLU(_ActivationLayer):
         ValueError: when an argument is negative (or max_value not a number).
     """
 
-    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+    def __init__(self, max_value: Optional[float] = None, negative_slope: float = 0.0,
+                 threshold: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_value = _non_negative(max_value, "max_value", "ReLU", allow_none=True)
         self.negative_slope = _non_negative(negative_slope, "negative_slope", "ReLU")
@@ -133,7 +138,7 @@ class ReLU(_ActivationLayer):
         max_value = math.inf if self.max_value is None else self.max_value
         return "relu_general", (self.negative_slope, max_value, self.threshold)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "max_value": self.max_value,
                 "negative_slope": self.negative_slope, "threshold": self.threshold}
 
@@ -147,7 +152,7 @@ class LeakyReLU(_ActivationLayer):
         **kwargs: the base Layer's arguments.
     """
 
-    def __init__(self, negative_slope=0.3, **kwargs):
+    def __init__(self, negative_slope: float = 0.3, **kwargs: Any) -> None:
         if "alpha" in kwargs:
             negative_slope = kwargs.pop("alpha")
             warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.")
@@ -157,7 +162,7 @@ class LeakyReLU(_ActivationLayer):
     def _engine_act(self):
         return "leaky_relu", (self.negative_slope,)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "negative_slope": self.negative_slope}
 
 
@@ -169,7 +174,7 @@ class ELU(_ActivationLayer):
         **kwargs: the base Layer's arguments.
     """
 
-    def __init__(self, alpha=1.0, **kwargs):
+    def __init__(self, alpha: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(
                 alpha):
@@ -180,7 +185,7 @@ class ELU(_ActivationLayer):
     def _engine_act(self):
         return "elu", (self.alpha,)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "alpha": self.alpha}
 
 
@@ -193,14 +198,14 @@ class Softmax(_ActivationLayer):
         **kwargs: the base Layer's arguments.
     """
 
-    def __init__(self, axis=-1, **kwargs):
+    def __init__(self, axis: Union[int, Sequence[int]] = -1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.axis = list(axis) if isinstance(axis, (list, tuple)) else axis
 
     def _engine_act(self):
         return "softmax", ()
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "axis": self.axis}
 
 
@@ -223,8 +228,9 @@ class PReLU(Layer):
         ValueError: on an alpha_regularizer or alpha_constraint, or invalid shared_axes.
     """
 
-    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None,
-                 shared_axes=None, **kwargs):
+    def __init__(self, alpha_initializer: initializers.InitializerLike = "zeros",
+                 alpha_regularizer: Any = None, alpha_constraint: Any = None,
+                 shared_axes: Optional[Sequence[int]] = None, **kwargs: Any) -> None:
         for arg, value in (("alpha_regularizer", alpha_regularizer),
                            ("alpha_constraint", alpha_constraint)):
             if value is not None:
@@ -242,7 +248,7 @@ class PReLU(Layer):
             self.shared_axes = [int(a) for a in axes]
         self.alpha = None
 
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         if isinstance(input_shape, list):
             raise ValueError(f"PReLU '{self.name}' takes one input")
         dims = list(input_shape[1:])
@@ -262,7 +268,7 @@ class PReLU(Layer):
         self.add_weight("alpha", shape, self.alpha_initializer)
         super().build(input_shape)
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         return np.where(x > 0, x, self.alpha * x).astype(np.float32)
 
     def _lower(self, ctx, inputs):
@@ -270,7 +276,7 @@ class PReLU(Layer):
         return ctx.op("prelu", inputs, trainable=trainable, w_off=off,
                       iparam=[self._inner, self._count])
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(),
                 "alpha_initializer": initializers.name_of(self.alpha_initializer),
                 "shared_axes": self.shared_axes}

@@ -4,14 +4,18 @@ A layer is Keras' shape: __init__ stores config, build(input_shape) creates weig
 with add_weight, call(x) computes on arrays, compute_output_shape infers shapes,
 get_config describes it. For the compiled engine each layer also says how it lowers
 into ops (_lower): a new layer is its own file, with no edits in the planner."""
+from __future__ import annotations
+
 import contextlib
 import numbers
 import threading
 import weakref
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from fastnn import _engine, activations, constraints, initializers, regularizers
+from fastnn._typing import ArrayLike, Config, DTypeLike, InputShape, Shape
 from fastnn.utils import to_snake_case, unique_name
 
 
@@ -20,7 +24,7 @@ _deferred.active = False
 
 
 @contextlib.contextmanager
-def deferred_weights():
+def deferred_weights() -> Iterator[None]:
     """Layers built inside make zero-stride placeholders instead of weights: their shapes
     without their memory (fastnn.saving fills them after checking a file)."""
     before = getattr(_deferred, "active", False)
@@ -44,14 +48,15 @@ class KerasTensor:
     graph a functional Model is built from and hold no values.
     """
 
-    def __init__(self, shape, dtype="float32", layer=None, inputs=()):
+    def __init__(self, shape: Shape, dtype: str = "float32", layer: Optional[Layer] = None,
+                 inputs: Sequence[KerasTensor] = ()) -> None:
         self.shape = tuple(shape)
         self.dtype = dtype
         self._layer = layer           # the layer whose call produced this tensor
         self._inputs = tuple(inputs)  # that call's input tensors
 
     @property
-    def name(self):
+    def name(self) -> Optional[str]:
         return self._layer.name if self._layer is not None else None
 
     # a + b, a - b, a * b: the merge layers, as Keras' symbolic tensors allow
@@ -76,6 +81,10 @@ class KerasTensor:
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
 
 
+# a model's inputs or outputs: one tensor, a list, or a dict by name
+Tensors = Union[KerasTensor, Sequence[KerasTensor], Mapping[str, KerasTensor]]
+
+
 def _shape_tuple(shape, argname):
     if isinstance(shape, numbers.Integral):
         shape = (shape,)
@@ -90,7 +99,7 @@ def _shape_tuple(shape, argname):
     return tuple(int(d) for d in shape)
 
 
-def as_tensor_list(inputs):
+def as_tensor_list(inputs: Any) -> tuple[list[Any], bool]:
     """(list of tensors, whether a list was given)."""
     if isinstance(inputs, (list, tuple)):
         return list(inputs), True
@@ -124,8 +133,9 @@ class Layer:
         ValueError: on an empty name or another dtype than float32.
     """
 
-    def __init__(self, name=None, input_shape=None, trainable=True, dtype=None,
-                 input_dim=None, **kwargs):
+    def __init__(self, name: Optional[str] = None, input_shape: Optional[Sequence[int]] = None,
+                 trainable: bool = True, dtype: DTypeLike = None, input_dim: Optional[int] = None,
+                 **kwargs: Any) -> None:
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments: "
                             f"{sorted(kwargs)}")
@@ -147,18 +157,20 @@ class Layer:
 
     # -- trainability -------------------------------------------------------------
     @property
-    def trainable(self):
+    def trainable(self) -> bool:
         """Whether the optimizer updates the layer's weights (settable)."""
         return self._trainable
 
     @trainable.setter
-    def trainable(self, value):
+    def trainable(self, value: bool) -> None:
         from fastnn.models import weights
         self._trainable = bool(value)
         weights.bump_trainable()  # models re-read which weights train at their next run
 
     # -- weights ------------------------------------------------------------------
-    def add_weight(self, name, shape, initializer="glorot_uniform", trainable=True):
+    def add_weight(self, name: str, shape: Sequence[int],
+                   initializer: initializers.InitializerLike = "glorot_uniform",
+                   trainable: bool = True) -> np.ndarray:
         """Creates a float32 weight, stores it as attribute `name` and returns it.
 
         Call it from ``build``. The weight joins the model's flat buffers when a model
@@ -198,34 +210,34 @@ class Layer:
                 [(n, False) for n in names if not self._weight_trainable[n]])
 
     @property
-    def weights(self):
+    def weights(self) -> list[np.ndarray]:
         """The layer's weights: trainable ones first, each group in creation order."""
         return [getattr(self, n) for n, _ in self._weight_entries()]
 
     @property
-    def trainable_weights(self):
+    def trainable_weights(self) -> list[np.ndarray]:
         if not self.trainable:
             return []
         return [getattr(self, n) for n, t in self._weight_entries() if t]
 
     @property
-    def non_trainable_weights(self):
+    def non_trainable_weights(self) -> list[np.ndarray]:
         if not self.trainable:
             return self.weights
         return [getattr(self, n) for n, t in self._weight_entries() if not t]
 
-    def count_params(self):
+    def count_params(self) -> int:
         """Returns the number of values in the layer's weights (raises ValueError before build)."""
         if not self.built:
             raise ValueError(f"You tried to call count_params on layer '{self.name}', "
                              "but the layer isn't built.")
         return int(sum(w.size for w in self.weights))
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         """Returns copies of the layer's weights (a list of float32 arrays)."""
         return [w.copy() for w in self.weights]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Sets the layer's weights in place from a list of arrays, all or nothing.
 
         Args:
@@ -249,7 +261,7 @@ class Layer:
             w[...] = new  # in place: the arrays may be views into a model's buffer
 
     # -- structure --------------------------------------------------------------
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         """Creates the layer's weights for inputs of `input_shape`; called once, on the
         layer's first call.
 
@@ -264,7 +276,7 @@ class Layer:
         self.output_shape = self.compute_output_shape(input_shape)
         self.built = True
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         """Returns the output's shape for an input of `input_shape` (batch axis first).
 
         The base layer returns the input shape (element-wise layers).
@@ -285,7 +297,8 @@ class Layer:
             raise ValueError(f"Layer '{self.name}' expects input shape {self.input_shape}, "
                              f"got {input_shape}")
 
-    def __call__(self, inputs):
+    def __call__(self, inputs: Union[KerasTensor, ArrayLike, Sequence[Any]]
+                 ) -> Union[KerasTensor, np.ndarray]:
         tensors, is_list = as_tensor_list(inputs)
         if all(isinstance(t, KerasTensor) for t in tensors):
             shapes = [t.shape for t in tensors] if is_list else tensors[0].shape
@@ -316,7 +329,7 @@ class Layer:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) takes one input, "
                              f"got a list of {len(inputs)}")
 
-    def call(self, x):
+    def call(self, x: Any) -> Any:
         """Computes the layer's output for a float32 array batch `x` (``layer(x)``).
 
         Used when the layer is called on arrays outside a model; inside a model the
@@ -338,7 +351,7 @@ class Layer:
             f"fastnn cannot compile layer '{self.name}' ({type(self).__name__}) yet")
 
     # -- config ------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> Config:
         """Returns the layer's configuration: the constructor arguments as a JSON-able dict.
 
         ``type(layer).from_config(layer.get_config())`` makes an equal layer with fresh
@@ -354,7 +367,7 @@ class Layer:
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Config) -> Layer:
         """Returns a new layer (fresh weights) from get_config()'s dict."""
         return cls(**config)
 
@@ -372,13 +385,13 @@ class Layer:
         return calls[0]
 
     @property
-    def input(self):
+    def input(self) -> Union[KerasTensor, list[KerasTensor]]:
         """The input tensor (a list for several) of the layer's only call."""
         ins = self._only_call("input")._inputs
         return ins[0] if len(ins) == 1 else list(ins)
 
     @property
-    def output(self):
+    def output(self) -> Union[KerasTensor, list[KerasTensor]]:
         """The output tensor of the layer's only call."""
         return self._only_call("output")
 
@@ -389,7 +402,7 @@ class Layer:
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def check_weight_values(array, what):
+def check_weight_values(array: np.ndarray, what: str) -> None:
     """Raises unless `array` holds real numbers that float32 represents (finite and within
     its range: 1e39 would silently become Inf)."""
     if array.dtype.kind not in "fiub":
@@ -418,28 +431,29 @@ class InputLayer(Layer):
         name: default None gives "input_1", "input_2", ...
     """
 
-    def __init__(self, shape, name=None):
+    def __init__(self, shape: Union[int, Sequence[int]], name: Optional[str] = None) -> None:
         # tf.keras 2.x numbers inputs from 1: input_1, input_2, ...
         super().__init__(name=name or unique_name("input", first=1), input_shape=shape)
         self.build(self._batch_input_shape)
         self._output = KerasTensor(self._batch_input_shape, layer=self)
 
     @property
-    def input(self):
+    def input(self) -> KerasTensor:
         return self._output
 
     @property
-    def output(self):
+    def output(self) -> KerasTensor:
         return self._output
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         return self._batch_input_shape
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"name": self.name, "shape": self._batch_input_shape[1:]}
 
 
-def Input(shape=None, batch_size=None, name=None, dtype="float32"):
+def Input(shape: Union[int, Sequence[int], None] = None, batch_size: Optional[int] = None,
+          name: Optional[str] = None, dtype: DTypeLike = "float32") -> KerasTensor:
     """Returns a symbolic input tensor, the start of a functional model.
 
     Args:
@@ -504,10 +518,15 @@ class Dense(Layer):
         layer = fastnn.layers.Dense(10, activation="relu", input_shape=(13,))
     """
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
-                 **kwargs):
+    def __init__(self, units: int, activation: activations.ActivationLike = None,
+                 use_bias: bool = True,
+                 kernel_initializer: initializers.InitializerLike = "glorot_uniform",
+                 bias_initializer: initializers.InitializerLike = "zeros",
+                 kernel_regularizer: regularizers.RegularizerLike = None,
+                 bias_regularizer: regularizers.RegularizerLike = None,
+                 activity_regularizer: regularizers.RegularizerLike = None,
+                 kernel_constraint: constraints.ConstraintLike = None,
+                 bias_constraint: constraints.ConstraintLike = None, **kwargs: Any) -> None:
         if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
             raise ValueError("Received an invalid value for `units`, expected a positive "
                              f"integer. Received: units={units!r}")
@@ -527,7 +546,7 @@ class Dense(Layer):
         self.kernel = None
         self.bias = None
 
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         if isinstance(input_shape, list) or len(input_shape) != 2:
             raise ValueError(f"Dense '{self.name}' takes 2-D input (batch, features), "
                              f"got shape {input_shape}")
@@ -536,10 +555,10 @@ class Dense(Layer):
             self.add_weight("bias", (self.units,), self.bias_initializer)
         super().build(input_shape)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         if x.shape[-1] != self.kernel.shape[0]:
             raise ValueError(f"Dense '{self.name}' expects {self.kernel.shape[0]} features, "
                              f"got shape {x.shape}")
@@ -555,7 +574,7 @@ class Dense(Layer):
             constraints.lower(ctx, self, "bias", self.bias_constraint)
         return regularizers.lower_activity(ctx, y, self.activity_regularizer)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),

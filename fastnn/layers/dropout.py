@@ -2,8 +2,14 @@
 1 / (1 - rate); at inference (predict, evaluate, calling the layer) pass them through.
 The engine draws each step's mask from the model's seeded stream and redraws the same
 mask in backward instead of storing it."""
-import numbers
+from __future__ import annotations
 
+import numbers
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fastnn._typing import Config
 from fastnn.layers.core import Layer
 
 
@@ -24,7 +30,8 @@ class Dropout(Layer):
         ValueError: when rate is outside [0, 1) or noise_shape is given.
     """
 
-    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+    def __init__(self, rate: float, noise_shape: Optional[Sequence[int]] = None,
+                 seed: Optional[int] = None, **kwargs: Any) -> None:
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError("Invalid value received for argument `rate`. Expected a float "
                              f"value between 0 and 1. Received: rate={rate!r}")
@@ -35,11 +42,11 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.seed = seed  # accepted for Keras compatibility; masks follow set_random_seed
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         return x  # inference
 
     def _lower(self, ctx, inputs):
         return ctx.op("dropout", inputs, rate=self.rate) if self.rate > 0 else inputs[0]
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "rate": self.rate}

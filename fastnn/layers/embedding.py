@@ -9,12 +9,16 @@ rows of the matrix's gradient (repeated indices sum); the indices get no gradien
 fit/evaluate/predict reject indices outside [0, input_dim) in a model input that feeds an
 Embedding with a ValueError; inside the engine (csrc/ops/embedding.c) an index is clamped
 into range, so that nothing reads outside the matrix."""
+from __future__ import annotations
+
 import numbers
 import warnings
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from fastnn import constraints, initializers, regularizers
+from fastnn._typing import ArrayLike, Config, InputShape, Shape
 from fastnn.layers.core import Layer
 from fastnn.layers.normalization import _Values
 
@@ -55,9 +59,14 @@ class Embedding(Layer):
         ValueError: on invalid sizes or weights, or mask_zero / lora_rank.
     """
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
-                 embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
-                 weights=None, lora_rank=None, activity_regularizer=None, **kwargs):
+    def __init__(self, input_dim: int, output_dim: int,
+                 embeddings_initializer: initializers.InitializerLike = "uniform",
+                 embeddings_regularizer: regularizers.RegularizerLike = None,
+                 embeddings_constraint: constraints.ConstraintLike = None,
+                 mask_zero: bool = False, weights: Optional[Sequence[ArrayLike]] = None,
+                 lora_rank: Optional[int] = None,
+                 activity_regularizer: regularizers.RegularizerLike = None,
+                 **kwargs: Any) -> None:
         if kwargs.pop("input_length", None) is not None:
             warnings.warn("Argument `input_length` is deprecated. Just remove it.",
                           stacklevel=2)
@@ -91,7 +100,7 @@ class Embedding(Layer):
     def _make_embeddings(self, initializer):
         self.add_weight("embeddings", (self.input_dim, self.output_dim), initializer)
 
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         if isinstance(input_shape, list) or len(input_shape) != 2:
             raise ValueError(f"Embedding '{self.name}' takes 2-D input (batch, indices). "
                              f"Received: input_shape={input_shape}")
@@ -107,10 +116,10 @@ class Embedding(Layer):
             raise ValueError(f"Embedding '{self.name}' takes 2-D input (batch, indices). "
                              f"Received: input_shape={input_shape}")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         return tuple(input_shape) + (self.output_dim,)
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         idx = np.asarray(x)
         if idx.size and (idx.min() < 0 or idx.max() >= self.input_dim):
             raise ValueError(f"Embedding '{self.name}' takes indices in [0, {self.input_dim}). "
@@ -127,7 +136,7 @@ class Embedding(Layer):
                    w_off=offset, iparam=[self.input_dim, self.output_dim])
         return regularizers.lower_activity(ctx, y, self.activity_regularizer)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "input_dim": self.input_dim,
                 "output_dim": self.output_dim,
                 "embeddings_initializer": initializers.serialize(self.embeddings_initializer),

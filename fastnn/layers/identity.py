@@ -1,4 +1,8 @@
 """Identity: the input, unchanged (Keras' placeholder layer). It lowers to no op."""
+from __future__ import annotations
+
+import numpy as np
+
 from fastnn.layers.core import Layer
 
 
@@ -9,7 +13,7 @@ class Identity(Layer):
         **kwargs: the base Layer's arguments (name, input_shape, ...).
     """
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         return x
 
     def _lower(self, ctx, inputs):

@@ -4,6 +4,11 @@ merges, activations, any fastnn layer): the function is traced once on the symbo
 inputs, and the layers it calls become part of the model's graph. Anything else (NumPy
 or TensorFlow functions, Python arithmetic with constants, control flow on values)
 cannot run in the compiled engine and raises a ValueError saying so."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+from fastnn._typing import Config, Shape
 from fastnn.layers.core import KerasTensor, Layer, as_tensor_list
 
 
@@ -20,7 +25,9 @@ class Lambda(Layer):
     op (its layers are the model's). On arrays it runs the traced layers eagerly.
     """
 
-    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+    def __init__(self, function: Callable[..., Any], output_shape: Optional[Shape] = None,
+                 mask: Any = None, arguments: Optional[dict[str, Any]] = None,
+                 **kwargs: Any) -> None:
         if not callable(function):
             raise TypeError(f"Lambda needs a callable. Received: function={function!r}")
         if mask is not None:
@@ -30,7 +37,7 @@ class Lambda(Layer):
         self.function = function
         self.arguments = dict(arguments or {})
 
-    def __call__(self, inputs):
+    def __call__(self, inputs: Union[KerasTensor, Any]) -> KerasTensor:
         tensors, is_list = as_tensor_list(inputs)
         if not all(isinstance(t, KerasTensor) for t in tensors):
             raise ValueError(f"Lambda '{self.name}' runs inside a model: call it on tensors "
@@ -51,7 +58,7 @@ class Lambda(Layer):
                 "TensorFlow calls, constants and control flow on values cannot run in the "
                 "engine: write them as layers")
 
-    def get_config(self):
+    def get_config(self) -> Config:
         raise ValueError(f"Lambda '{self.name}' holds Python code, which fastnn files never "
                          "store; models using it save the layers its function called")
 

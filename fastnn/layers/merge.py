@@ -2,9 +2,14 @@
 output, as Keras' Add, Subtract, Multiply, Average, Maximum, Minimum and Concatenate,
 with the functional forms add(), concatenate(), ... Each lowers to one engine op
 (csrc/ops/merge.c)."""
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
 import numpy as np
 
-from fastnn.layers.core import Layer
+from fastnn._typing import ArrayLike, Config, InputShape, Shape
+from fastnn.layers.core import KerasTensor, Layer
 
 
 class _Merge(Layer):
@@ -20,13 +25,13 @@ class _Merge(Layer):
                              f"{want} inputs. Received: {n if is_list else 'one tensor'} "
                              f"(layer '{self.name}')")
 
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         if any(len(s) != 2 for s in input_shape):
             raise ValueError(f"{type(self).__name__} '{self.name}' takes 2-D inputs (batch, "
                              f"features). Received: input_shape={input_shape}")
         super().build(input_shape)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         shapes = {tuple(s[1:]) for s in input_shape}
         if len(shapes) != 1:
             raise ValueError(f"Inputs of {type(self).__name__} '{self.name}' must have the "
@@ -36,7 +41,7 @@ class _Merge(Layer):
     def _lower(self, ctx, inputs):
         return ctx.op(self.op, inputs)
 
-    def call(self, inputs):
+    def call(self, inputs: list[np.ndarray]) -> np.ndarray:
         return self._numpy(inputs).astype(np.float32)
 
 
@@ -131,53 +136,60 @@ class Concatenate(_Merge):
     op = "concatenate"
     min_inputs = 1
 
-    def __init__(self, axis=-1, **kwargs):
+    def __init__(self, axis: int = -1, **kwargs: Any) -> None:
         if axis not in (-1, 1):
             raise ValueError("fastnn concatenates 2-D inputs along the features: axis=-1 "
                              f"(or 1). Received: axis={axis!r}")
         super().__init__(**kwargs)
         self.axis = axis
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         return (None, sum(s[-1] for s in input_shape))
 
     def _numpy(self, xs):
         return np.concatenate(xs, axis=-1)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "axis": self.axis}
 
 
-def add(inputs, **kwargs):
+def add(inputs: Sequence[Union[KerasTensor, ArrayLike]],
+        **kwargs: Any) -> Union[KerasTensor, np.ndarray]:
     """Functional form of Add: add([a, b]) is a + b."""
     return Add(**kwargs)(inputs)
 
 
-def subtract(inputs, **kwargs):
+def subtract(inputs: Sequence[Union[KerasTensor, ArrayLike]],
+             **kwargs: Any) -> Union[KerasTensor, np.ndarray]:
     """Functional form of Subtract: subtract([a, b]) is a - b."""
     return Subtract(**kwargs)(inputs)
 
 
-def multiply(inputs, **kwargs):
+def multiply(inputs: Sequence[Union[KerasTensor, ArrayLike]],
+             **kwargs: Any) -> Union[KerasTensor, np.ndarray]:
     """Functional form of Multiply: multiply([a, b]) is a * b."""
     return Multiply(**kwargs)(inputs)
 
 
-def average(inputs, **kwargs):
+def average(inputs: Sequence[Union[KerasTensor, ArrayLike]],
+            **kwargs: Any) -> Union[KerasTensor, np.ndarray]:
     """Functional form of Average: average([a, b]) is (a + b) / 2."""
     return Average(**kwargs)(inputs)
 
 
-def maximum(inputs, **kwargs):
+def maximum(inputs: Sequence[Union[KerasTensor, ArrayLike]],
+            **kwargs: Any) -> Union[KerasTensor, np.ndarray]:
     """Functional form of Maximum: maximum([a, b]) is max(a, b) per value."""
     return Maximum(**kwargs)(inputs)
 
 
-def minimum(inputs, **kwargs):
+def minimum(inputs: Sequence[Union[KerasTensor, ArrayLike]],
+            **kwargs: Any) -> Union[KerasTensor, np.ndarray]:
     """Functional form of Minimum: minimum([a, b]) is min(a, b) per value."""
     return Minimum(**kwargs)(inputs)
 
 
-def concatenate(inputs, axis=-1, **kwargs):
+def concatenate(inputs: Sequence[Union[KerasTensor, ArrayLike]], axis: int = -1,
+                **kwargs: Any) -> Union[KerasTensor, np.ndarray]:
     """Functional form of Concatenate: concatenate([a, b], axis=-1)."""
     return Concatenate(axis=axis, **kwargs)(inputs)

@@ -4,8 +4,14 @@ only (fit, train_on_batch); predict, evaluate and calling the layer pass the inp
 through. The engine draws the noise from the model's seeded stream, as Dropout's masks
 (fastnn.utils.set_random_seed gives bit-identical training), and GaussianDropout's
 backward redraws the noise its forward used (csrc/ops/noise.c)."""
-import numbers
+from __future__ import annotations
 
+import numbers
+from typing import Any, Optional
+
+import numpy as np
+
+from fastnn._typing import Config
 from fastnn.layers.core import Layer
 
 
@@ -30,19 +36,19 @@ class _Noise(Layer):
     op = arg = None  # the engine op, the argument that sets the noise level
     closed = True    # the level may reach 1
 
-    def __init__(self, level, seed=None, **kwargs):
+    def __init__(self, level: float, seed: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         setattr(self, self.arg, _fraction(level, self.arg, 1, self.closed))
         self.seed = _seed(seed)
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         return x  # inference
 
     def _lower(self, ctx, inputs):
         level = getattr(self, self.arg)
         return ctx.op(self.op, inputs, fparam=[level]) if level > 0 else inputs[0]
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), self.arg: getattr(self, self.arg), "seed": self.seed}
 
 
@@ -59,7 +65,7 @@ class GaussianNoise(_Noise):
     """
     op, arg = "gaussian_noise", "stddev"
 
-    def __init__(self, stddev, seed=None, **kwargs):
+    def __init__(self, stddev: float, seed: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(stddev, seed, **kwargs)
 
 
@@ -76,5 +82,5 @@ class GaussianDropout(_Noise):
     """
     op, arg, closed = "gaussian_dropout", "rate", False
 
-    def __init__(self, rate, seed=None, **kwargs):
+    def __init__(self, rate: float, seed: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(rate, seed, **kwargs)

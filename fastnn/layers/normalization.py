@@ -6,22 +6,26 @@ The engine keeps a row flat: an input of shape (None, k, d) normalized over its 
 is k groups of d values, so these layers take the trailing axes of their input (the last
 axis, or for Normalization/LayerNormalization the last few); other axes raise a
 ValueError. Called directly on arrays, a layer computes inference in NumPy."""
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
 from fastnn import constraints, initializers, regularizers
+from fastnn._typing import ArrayLike, Config, DTypeLike, InputShape, Shape
 from fastnn.layers.core import Layer
 
 
 class _Values(initializers.Initializer):
     """The given values, broadcast to the weight's shape (Normalization's mean/variance)."""
 
-    def __init__(self, values):
+    def __init__(self, values: ArrayLike) -> None:
         self.values = np.asarray(values, dtype=np.float64)
 
-    def __call__(self, shape, dtype=np.float32):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.ndarray:
         return np.broadcast_to(self.values, shape).astype(dtype)
 
 
@@ -84,7 +88,9 @@ class Normalization(Layer):
         norm.adapt(x_train)
     """
 
-    def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
+    def __init__(self, axis: Union[int, Sequence[int], None] = -1,
+                 mean: Optional[ArrayLike] = None, variance: Optional[ArrayLike] = None,
+                 invert: bool = False, **kwargs: Any) -> None:
         _check_axis(axis, allow_list=True, allow_none=True)
         if (mean is None) != (variance is None):
             raise ValueError("When setting values directly, both `mean` and `variance` must be "
@@ -113,7 +119,7 @@ class Normalization(Layer):
     def _kept(self, input_shape):
         return _trailing(self, input_shape, self.axis)
 
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         kept = self._kept(input_shape)
         # Keras' scalars (axis=None, the count) are (1,) here: Layer.add_weight makes every
         # weight at least 1-D (np.ascontiguousarray), so a () weight would not load back
@@ -136,7 +142,7 @@ class Normalization(Layer):
             self.add_weight("variance", shape, _Values(v), trainable=False)
         super().build(input_shape)
 
-    def adapt(self, data):
+    def adapt(self, data: ArrayLike) -> None:
         """Sets mean and variance (and count) from data: an array of samples, (n, ...)
         with the layer's input shape, reduced over every axis but the kept ones."""
         if self.input_mean is not None:
@@ -165,13 +171,13 @@ class Normalization(Layer):
         self.variance[...] = np.reshape(arr.var(axis=reduce), self.mean.shape)  # model's buffers
         self.count[...] = math.prod(arr.shape[a] for a in reduce)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         return tuple(input_shape)
 
     def _scale(self):
         return np.maximum(np.sqrt(self.variance.astype(np.float64)), 1e-7)
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         mean = self.mean.astype(np.float64)
         y = x * self._scale() + mean if self.invert else (x - mean) / self._scale()
         return y.astype(np.float32)
@@ -182,7 +188,7 @@ class Normalization(Layer):
         return ctx.op("normalization", inputs, state_off=[mean, variance],
                       iparam=[self._channels, int(self.invert)])
 
-    def get_config(self):
+    def get_config(self) -> Config:
         def plain(v):
             return None if v is None else np.asarray(v, dtype=np.float64).tolist()
         axis = None if self.axis == () else list(self.axis)
@@ -196,9 +202,13 @@ class _Affine(Layer):
     """gamma * xhat + beta after a normalization: the weights, their initializers,
     regularizers and constraints, and how the engine op finds them."""
 
-    def __init__(self, axis, epsilon, center, scale, beta_initializer, gamma_initializer,
-                 beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
-                 **kwargs):
+    def __init__(self, axis: Union[int, Sequence[int]], epsilon: float, center: bool,
+                 scale: bool, beta_initializer: initializers.InitializerLike,
+                 gamma_initializer: initializers.InitializerLike,
+                 beta_regularizer: regularizers.RegularizerLike,
+                 gamma_regularizer: regularizers.RegularizerLike,
+                 beta_constraint: constraints.ConstraintLike,
+                 gamma_constraint: constraints.ConstraintLike, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.axis = axis
         self.epsilon = _epsilon(epsilon)
@@ -241,10 +251,10 @@ class _Affine(Layer):
             y = y + self.beta.astype(np.float64)
         return y.astype(np.float32)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         return tuple(input_shape)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
                 "center": self.center, "scale": self.scale,
                 "beta_initializer": initializers.serialize(self.beta_initializer),
@@ -280,11 +290,17 @@ class BatchNormalization(_Affine):
         **kwargs: the base Layer's arguments.
     """
 
-    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
-                 beta_initializer="zeros", gamma_initializer="ones",
-                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
-                 gamma_constraint=None, synchronized=False, **kwargs):
+    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
+                 center: bool = True, scale: bool = True,
+                 beta_initializer: initializers.InitializerLike = "zeros",
+                 gamma_initializer: initializers.InitializerLike = "ones",
+                 moving_mean_initializer: initializers.InitializerLike = "zeros",
+                 moving_variance_initializer: initializers.InitializerLike = "ones",
+                 beta_regularizer: regularizers.RegularizerLike = None,
+                 gamma_regularizer: regularizers.RegularizerLike = None,
+                 beta_constraint: constraints.ConstraintLike = None,
+                 gamma_constraint: constraints.ConstraintLike = None,
+                 synchronized: bool = False, **kwargs: Any) -> None:
         _check_axis(axis, allow_list=False)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or \
                 not math.isfinite(momentum):
@@ -300,7 +316,7 @@ class BatchNormalization(_Affine):
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
         self.moving_mean = self.moving_variance = None
 
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         if isinstance(input_shape, list):
             raise ValueError(f"BatchNormalization '{self.name}' takes one input")
         axis = self.axis + len(input_shape) if self.axis < 0 else self.axis
@@ -318,7 +334,7 @@ class BatchNormalization(_Affine):
                         trainable=False)
         super().build(input_shape)
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         mean = self.moving_mean.astype(np.float64)
         var = self.moving_variance.astype(np.float64)
         return self._apply_affine((x - mean) / np.sqrt(var + self.epsilon))
@@ -334,7 +350,7 @@ class BatchNormalization(_Affine):
                       iparam=[self.moving_mean.size, int(self.scale), int(self.center),
                               int(frozen)])
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "momentum": self.momentum,
                 "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
                 "moving_variance_initializer":
@@ -360,10 +376,14 @@ class LayerNormalization(_Affine):
         **kwargs: the base Layer's arguments.
     """
 
-    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
-                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
-                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
-                 **kwargs):
+    def __init__(self, axis: Union[int, Sequence[int]] = -1, epsilon: float = 1e-3,
+                 center: bool = True, scale: bool = True, rms_scaling: bool = False,
+                 beta_initializer: initializers.InitializerLike = "zeros",
+                 gamma_initializer: initializers.InitializerLike = "ones",
+                 beta_regularizer: regularizers.RegularizerLike = None,
+                 gamma_regularizer: regularizers.RegularizerLike = None,
+                 beta_constraint: constraints.ConstraintLike = None,
+                 gamma_constraint: constraints.ConstraintLike = None, **kwargs: Any) -> None:
         _check_axis(axis, allow_list=True)
         if rms_scaling:
             raise ValueError("LayerNormalization(rms_scaling=True) is not supported")
@@ -381,14 +401,14 @@ class LayerNormalization(_Affine):
                              f"order. Received: axis={self.axis!r}")
         return kept
 
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         kept = self._axes(input_shape)
         shape = tuple(input_shape[a] for a in kept)
         self._channels = math.prod(shape)
         self._add_affine(shape)
         super().build(input_shape)
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         axes = tuple(self._axes((None,) + x.shape[1:]))
         x = x.astype(np.float64)
         mean = x.mean(axis=axes, keepdims=True)
@@ -400,5 +420,5 @@ class LayerNormalization(_Affine):
         return ctx.op("layer_norm", inputs, **fields, fparam=[self.epsilon],
                       iparam=[self._channels, int(self.scale), int(self.center)])
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "rms_scaling": False}

@@ -1,19 +1,25 @@
 """Shape layers: Flatten and Reshape, as Keras'. In the engine a tensor is rows of its
 features, whatever their shape, so both only give the same rows a new symbolic shape:
 they lower to no op at all."""
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any, Optional, Sequence
 
+import numpy as np
+
+from fastnn._typing import Config, InputShape, Shape
 from fastnn.layers.core import Layer
 
 
 class _Reshaping(Layer):
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         if isinstance(input_shape, list):
             raise ValueError(f"{type(self).__name__} '{self.name}' takes one input")
         super().build(input_shape)
 
-    def call(self, x):
+    def call(self, x: np.ndarray) -> np.ndarray:
         return x.reshape((x.shape[0],) + self.compute_output_shape(x.shape)[1:])
 
     def _lower(self, ctx, inputs):
@@ -31,7 +37,7 @@ class Flatten(_Reshaping):
         **kwargs: the base Layer's arguments.
     """
 
-    def __init__(self, data_format=None, **kwargs):
+    def __init__(self, data_format: Optional[str] = None, **kwargs: Any) -> None:
         if data_format not in (None, "channels_last"):
             raise ValueError("fastnn's Flatten keeps the row-major order of the features "
                              "(data_format='channels_last'). "
@@ -39,10 +45,10 @@ class Flatten(_Reshaping):
         super().__init__(**kwargs)
         self.data_format = "channels_last"
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         return (input_shape[0], math.prod(input_shape[1:]))
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "data_format": self.data_format}
 
 
@@ -61,7 +67,7 @@ class Reshape(_Reshaping):
         ValueError: when target_shape is invalid or does not fit the input's size.
     """
 
-    def __init__(self, target_shape, **kwargs):
+    def __init__(self, target_shape: Sequence[int], **kwargs: Any) -> None:
         try:
             shape = tuple(target_shape)
         except TypeError:
@@ -74,7 +80,7 @@ class Reshape(_Reshaping):
         super().__init__(**kwargs)
         self.target_shape = tuple(int(d) for d in shape)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         size = math.prod(input_shape[1:])
         others = math.prod(d for d in self.target_shape if d != -1)
         if -1 in self.target_shape and size % others == 0:
@@ -86,5 +92,5 @@ class Reshape(_Reshaping):
                              f"{tuple(input_shape)}) cannot take target_shape={self.target_shape}")
         return (input_shape[0],) + shape
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {**super().get_config(), "target_shape": self.target_shape}

@@ -11,16 +11,19 @@ that are not whole passes), with Keras 3's epoch semantics (its EpochIterator):
 A batch is (x,), (x, y) or (x, y, sample_weight) (a list counts as a tuple), or x
 alone (an array or a dict of inputs). Arrays never go through here unless asked: their
 epochs run inside the engine (models/model.py)."""
+from __future__ import annotations
+
 import collections
 import itertools
 import warnings
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 from fastnn import utils
 
 
-def is_source(x):
+def is_source(x: Any) -> bool:
     """True if x is given as batches (a PyDataset, a generator, an iterator, or another
     iterable that is not an array, a list, a tuple or a dict)."""
     if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes)):
@@ -42,14 +45,14 @@ def _is_pydataset(x):
         not hasattr(x, "__iter__")
 
 
-def source(x, shuffle=False):
+def source(x: Any, shuffle: bool = False) -> Union[IterableSource, PyDatasetSource]:
     """The batch source behind x (see is_source)."""
     if _is_pydataset(x):
         return PyDatasetSource(x, shuffle)
     return IterableSource(x)
 
 
-def unpack(batch):
+def unpack(batch: Any) -> tuple[Any, Any, Any]:
     """(x, y, sample_weight) of one batch, the missing parts None."""
     if isinstance(batch, list):
         batch = tuple(batch)
@@ -66,20 +69,20 @@ class IterableSource:
     """A generator, an iterator or an iterable of batches."""
     prepared = False
 
-    def __init__(self, data):
+    def __init__(self, data: Iterable[Any]) -> None:
         self.data = data
         self.one_shot = hasattr(data, "__next__") or iter(data) is data
         self.num_batches = None
         if not self.one_shot and hasattr(data, "__len__"):
             self.num_batches = len(data)
 
-    def iterator(self):
+    def iterator(self) -> Iterator[Any]:
         return iter(self.data)
 
-    def on_epoch_begin(self):
+    def on_epoch_begin(self) -> None:
         pass
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         pass
 
 
@@ -88,7 +91,7 @@ class PyDatasetSource:
     prepared ahead on threads when it asks for workers."""
     prepared = False
 
-    def __init__(self, dataset, shuffle):
+    def __init__(self, dataset: Any, shuffle: bool) -> None:
         self.dataset, self.shuffle = dataset, bool(shuffle)
         n = dataset.num_batches if hasattr(type(dataset), "num_batches") else len(dataset)
         if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))
@@ -106,7 +109,7 @@ class PyDatasetSource:
             return iter(utils.rng().permutation(self.num_batches).tolist())
         return iter(range(self.num_batches))
 
-    def iterator(self):
+    def iterator(self) -> Iterator[Any]:
         if self.workers > 1:
             return self._prefetched(self._indices())
         return (self.dataset[i] for i in self._indices())
@@ -123,11 +126,11 @@ class PyDatasetSource:
                     pending.append(pool.submit(self.dataset.__getitem__, i))
                 yield done.result()
 
-    def on_epoch_begin(self):
+    def on_epoch_begin(self) -> None:
         if hasattr(self.dataset, "on_epoch_begin"):
             self.dataset.on_epoch_begin()
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         self.dataset.on_epoch_end()
 
 
@@ -137,22 +140,23 @@ class ArraySource:
     are ready for the engine (prepared)."""
     prepared = True
 
-    def __init__(self, xs, ys, batch_size, shuffle):
+    def __init__(self, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], batch_size: int,
+                 shuffle: bool) -> None:
         self.xs, self.ys, self.batch, self.shuffle = xs, ys, batch_size, bool(shuffle)
         self.n = xs[0].shape[0]
         self.num_batches = -(-self.n // batch_size)
 
-    def iterator(self):
+    def iterator(self) -> Iterator[Any]:
         order = utils.rng().permutation(self.n) if self.shuffle else None
         for start in range(0, self.n, self.batch):
             rows = slice(start, start + self.batch) if order is None else \
                 order[start:start + self.batch]
             yield [a[rows] for a in self.xs], [a[rows] for a in self.ys], None
 
-    def on_epoch_begin(self):
+    def on_epoch_begin(self) -> None:
         pass
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         pass
 
 
@@ -167,16 +171,17 @@ class Epochs:
     (step, batch) for one epoch. `num_batches`: steps, or the source's length, or the
     length learnt from the first complete pass (None until then)."""
 
-    def __init__(self, src, steps=None):
+    def __init__(self, src: Union[IterableSource, PyDatasetSource, ArraySource],
+                 steps: Optional[int] = None) -> None:
         self.src, self.steps = src, steps
         self._iterator, self._seen = None, 0
         self._learnt = None
 
     @property
-    def num_batches(self):
+    def num_batches(self) -> Optional[int]:
         return self.steps or self.src.num_batches or self._learnt
 
-    def epoch(self):
+    def epoch(self) -> Iterator[Any]:
         src = self.src
         src.on_epoch_begin()
         try:

@@ -1,13 +1,21 @@
 """clone_model, as keras.models.clone_model: the same architecture, every layer a new one
 (fresh weights), shared layers still shared."""
-from fastnn.layers.core import Input, InputLayer, KerasTensor, Layer
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Optional
+
+from fastnn.layers.core import Input, InputLayer, KerasTensor, Layer, Tensors
+
+if TYPE_CHECKING:
+    from fastnn.models.model import Model
 
 
 def _clone_layer(layer):
     return type(layer).from_config(layer.get_config())
 
 
-def clone_model(model, input_tensors=None, clone_function=None):
+def clone_model(model: Model, input_tensors: Optional[Tensors] = None,
+                clone_function: Optional[Callable[[Layer], Layer]] = None) -> Model:
     """A new model with the architecture of `model` and new layers: clone_function(layer)
     makes each (default: the layer's class from its get_config(), so names and settings
     are kept and weights are fresh; a layer used twice is cloned once). A nested model is

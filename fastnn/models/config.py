@@ -4,9 +4,16 @@ Sequential's), model.to_json() / fastnn.models.model_from_json(json_string).
 The config is the architecture a fastnn file holds (fastnn.saving: a Sequential's input
 and stack of layers; any other model's inputs, layers, graph nodes and outputs), JSON-able
 and without weights: from_config builds the same model with fresh weights."""
+from __future__ import annotations
+
 import json
+from typing import TYPE_CHECKING, Any
 
 from fastnn import saving
+from fastnn._typing import Config
+
+if TYPE_CHECKING:
+    from fastnn.models.model import Model
 
 JSON_MODULE = "fastnn.models"
 
@@ -16,7 +23,7 @@ def _kind(model):
     return "Sequential" if isinstance(model, Sequential) else "Model"
 
 
-def get_config(model):
+def get_config(model: Model) -> Config:
     """The model's architecture as a JSON-able dict (a subclassed model: its traced
     graph, which from_config rebuilds as a functional Model)."""
     if model._graph is None and _kind(model) == "Model":
@@ -25,7 +32,7 @@ def get_config(model):
     return saving._architecture(model)
 
 
-def from_config(cls, config):
+def from_config(cls, config: Config) -> Model:
     """A new model (fresh weights) from get_config()'s dict; cls is the class from_config
     was called on (Sequential, or Model for either kind)."""
     from fastnn.models.sequential import Sequential
@@ -40,14 +47,14 @@ def from_config(cls, config):
                          f"{type(e).__name__}: {e}") from None
 
 
-def to_json(model, **kwargs):
+def to_json(model: Model, **kwargs: Any) -> str:
     """The model's config as a JSON string ({"class_name", "config", "module"}, Keras'
     layout); kwargs go to json.dumps (indent=2, ...)."""
     return json.dumps({"class_name": _kind(model), "config": get_config(model),
                        "module": JSON_MODULE}, **kwargs)
 
 
-def model_from_json(json_string):
+def model_from_json(json_string: str) -> Model:
     """The model (fresh weights) that to_json() described."""
     from fastnn.models import Model, Sequential
     try:

@@ -4,14 +4,18 @@ Policy: any real numeric array (float64, ints, bool, lists) is converted to a
 C-contiguous float32 copy once per call; strings, objects and complex numbers
 are rejected with TypeError; NaN/Inf, empty arrays and shape mismatches raise
 ValueError naming the shapes. A float32 C-contiguous array is used as is."""
+from __future__ import annotations
+
 import math
+from typing import Any, Optional
 
 import numpy as np
 
 from fastnn._engine import all_finite
+from fastnn._typing import ArrayLike
 
 
-def as_matrix(a, name, n_features=None):
+def as_matrix(a: Any, name: str, n_features: Optional[int] = None) -> np.ndarray:
     """A (n, features) float32 C-contiguous array, checked. n_features: the features per
     row, or the shape of a sample (a tuple: an input of more than one feature axis, such
     as (28, 28), takes (n, 28, 28) arrays, returned as rows of 784)."""
@@ -59,7 +63,7 @@ def _as_samples(a, name, sample_shape):
                      math.prod(sample_shape))
 
 
-def as_targets(y, name, n_rows, n_out, sparse_labels):
+def as_targets(y: ArrayLike, name: str, n_rows: int, n_out: int, sparse_labels: bool) -> np.ndarray:
     """Targets as (n, width) float32: width n_out, or 1 for integer class labels. n_out
     may be the output's feature shape (a tuple): targets of several axes, such as
     (n, 4, 3) for an output (None, 4, 3), are returned as rows of 12."""

@@ -1,10 +1,15 @@
 """The graph of a functional model: its input and output tensors and every layer call
 between them (nodes: the tensors the calls made), in topological order."""
-from fastnn.layers.core import InputLayer, KerasTensor
+from __future__ import annotations
+
+from typing import Sequence
+
+from fastnn.layers.core import InputLayer, KerasTensor, Layer
 
 
 class Graph:
-    def __init__(self, inputs, outputs, model_name):
+    def __init__(self, inputs: Sequence[KerasTensor], outputs: Sequence[KerasTensor],
+                 model_name: str) -> None:
         self.inputs, self.outputs = list(inputs), list(outputs)
         for t in self.inputs:
             if not isinstance(t, KerasTensor) or not isinstance(t._layer, InputLayer):
@@ -91,6 +96,6 @@ class Graph:
         return sorted(layers.values(), key=lambda layer: (-layer_depth[id(layer)],
                                                           first_seen[id(layer)]))
 
-    def inbound(self, layer):
+    def inbound(self, layer: Layer) -> list[list[str]]:
         """For summary's 'Connected to': per call of `layer`, the names of its inputs."""
         return [[i.name for i in t._inputs] for t in self.nodes if t._layer is layer]

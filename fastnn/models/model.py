@@ -7,15 +7,20 @@ flat weight buffers (models/plan.py, models/weights.py); plans are cached per pu
 and batch size. fit hands the engine chunks of steps sized by time (~0.1 s): Python
 gets control back often enough for the progress bar, batch callbacks and Ctrl-C, while
 a small model still runs thousands of steps per call."""
+from __future__ import annotations
+
 import contextlib
 import numbers
 import warnings
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from fastnn import _engine, callbacks as callbacks_module, losses, metrics as metrics_module
 from fastnn import optimizers, utils
-from fastnn.layers.core import (Input, InputLayer, KerasTensor, Layer, as_tensor_list,
+from fastnn._typing import (ArrayLike, Batches, Config, FileLike, InputShape, Inputs, PathLike,
+                            Shape)
+from fastnn.layers.core import (Input, InputLayer, KerasTensor, Layer, Tensors, as_tensor_list,
                                check_weight_values)
 from fastnn.models import batches, data, plan as planner, weights as weights_module
 from fastnn.models.graph import Graph
@@ -84,7 +89,8 @@ class Model(Layer):
                 return self.out(self.hidden(inputs))
     """
 
-    def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
+    def __init__(self, inputs: Optional[Tensors] = None, outputs: Optional[Tensors] = None,
+                 name: Optional[str] = None, **kwargs: Any) -> None:
         trainable = kwargs.pop("trainable", True)
         if kwargs:
             raise TypeError(f"Model() got unexpected keyword arguments: {sorted(kwargs)}")
@@ -125,7 +131,7 @@ class Model(Layer):
         self._plans, self._predict_plan = {}, None
 
     @property
-    def layers(self):
+    def layers(self) -> list[Layer]:
         """The model's layers in graph order (the InputLayers of a functional model too)."""
         if self._graph is None:
             return []
@@ -135,36 +141,36 @@ class Model(Layer):
         return self.layers
 
     @property
-    def inputs(self):
+    def inputs(self) -> Optional[list[KerasTensor]]:
         return list(self._graph.inputs) if self._graph else None
 
     @property
-    def outputs(self):
+    def outputs(self) -> Optional[list[KerasTensor]]:
         return list(self._graph.outputs) if self._graph else None
 
     @property
-    def input_names(self):
+    def input_names(self) -> list[str]:
         return [t.name for t in self._graph.inputs]
 
     @property
-    def output_names(self):
+    def output_names(self) -> list[str]:
         return [t.name for t in self._graph.outputs]
 
     @property
-    def input(self):
+    def input(self) -> Union[KerasTensor, list[KerasTensor]]:
         """The model's input tensor (a list when built on a list), as Keras' model.input."""
         if self._graph is None:
             raise AttributeError(f"Model '{self.name}' is not built yet: it has no input")
         return list(self._graph.inputs) if self._list_inputs else self._graph.inputs[0]
 
     @property
-    def output(self):
+    def output(self) -> Union[KerasTensor, list[KerasTensor]]:
         """The model's output tensor (a list when built on a list)."""
         if self._graph is None:
             raise AttributeError(f"Model '{self.name}' is not built yet: it has no output")
         return list(self._graph.outputs) if self._list_outputs else self._graph.outputs[0]
 
-    def get_layer(self, name=None, index=None):
+    def get_layer(self, name: Optional[str] = None, index: Optional[int] = None) -> Layer:
         """Returns one of the model's layers, by name or by position.
 
         Args:
@@ -200,7 +206,9 @@ class Model(Layer):
                              f"calling fit() or predict() on data, or give the first layer an "
                              f"input_shape, before calling {what}.")
 
-    def summary(self, line_length=None, positions=None, print_fn=None):
+    def summary(self, line_length: Optional[int] = None,
+                positions: Optional[Sequence[float]] = None,
+                print_fn: Optional[Callable[..., Any]] = None) -> None:
         """Prints a table of the layers: name (type), output shape, parameter count.
 
         Functional models with merges also list each layer's inputs ("Connected to");
@@ -219,24 +227,24 @@ class Model(Layer):
         self._require_built("summary()")
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
 
-    def count_params(self):
+    def count_params(self) -> int:
         """Returns the number of values in all the model's weights (trainable or not)."""
         self._require_built("count_params()")
         return int(sum(w.size for w in self.weights))
 
     # -- config (models/config.py) -------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> Config:
         """The architecture as a JSON-able dict (no weights), as Keras' get_config."""
         from fastnn.models import config
         return config.get_config(self)
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Config) -> Model:
         """A new model (fresh weights) from get_config()'s dict."""
         from fastnn.models import config as config_module
         return config_module.from_config(cls, config)
 
-    def to_json(self, **kwargs):
+    def to_json(self, **kwargs: Any) -> str:
         """get_config() as JSON text, for fastnn.models.model_from_json."""
         from fastnn.models import config
         return config.to_json(self, **kwargs)
@@ -246,17 +254,17 @@ class Model(Layer):
         """Checked in _build_once, once a model that waits for its input shape is built."""
 
     @property
-    def trainable(self):
+    def trainable(self) -> bool:
         return self._trainable
 
     @trainable.setter
-    def trainable(self, value):
+    def trainable(self, value: bool) -> None:
         """As Keras: sets the flag of the model and of every layer in it."""
         Layer.trainable.fset(self, value)
         for layer in self.layers:
             layer.trainable = value
 
-    def build(self, input_shape):
+    def build(self, input_shape: InputShape) -> None:
         if self._graph is None:  # a subclassed model: trace call() for these shapes
             self._trace(input_shape)
         self.built = True
@@ -276,13 +284,13 @@ class Model(Layer):
             raise ValueError(f"Model '{self.name}' expects inputs of shape {want}, got "
                              f"{list(shapes)}")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: InputShape) -> Shape:
         return self._graph.outputs[0].shape
 
     def _lower(self, ctx, inputs):
         return ctx.graph(self._graph, inputs)[0]
 
-    def __call__(self, inputs):
+    def __call__(self, inputs: Union[Tensors, Inputs]) -> Any:
         plan = self._predict_plan
         if plan is not None and type(inputs) is np.ndarray:  # model(x): predict's fast path
             try:
@@ -295,7 +303,7 @@ class Model(Layer):
         return self.predict(inputs)
 
     # -- subclassed models ----------------------------------------------------------
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         raise NotImplementedError(f"Model '{self.name}' has no graph: create it with "
                                   "Model(inputs, outputs), or subclass Model and define call()")
 
@@ -317,7 +325,7 @@ class Model(Layer):
             ) from e
         self._set_graph(arg, outs)
 
-    def build_from_shapes(self, input_shape):
+    def build_from_shapes(self, input_shape: InputShape) -> None:
         self.build(input_shape)
 
     # -- weights --------------------------------------------------------------------------
@@ -344,18 +352,18 @@ class Model(Layer):
                 for name, t in layer._weight_entries()]
 
     @property
-    def weights(self):
+    def weights(self) -> list[np.ndarray]:
         return [getattr(layer, name) for layer, name, _ in self._weight_entries()]
 
     @property
-    def trainable_weights(self):
+    def trainable_weights(self) -> list[np.ndarray]:
         return [getattr(layer, name) for layer, name, t in self._weight_entries() if t]
 
     @property
-    def non_trainable_weights(self):
+    def non_trainable_weights(self) -> list[np.ndarray]:
         return [getattr(layer, name) for layer, name, t in self._weight_entries() if not t]
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         """Returns copies of the model's weights as a list of float32 NumPy arrays.
 
         The order is that of ``model.weights``: layer by layer in graph order, each
@@ -367,7 +375,7 @@ class Model(Layer):
         """
         return [w.copy() for w in self.weights]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Sets all the model's weights from a list of arrays, all or nothing.
 
         Args:
@@ -406,7 +414,7 @@ class Model(Layer):
         return self._store
 
     # -- saving -------------------------------------------------------------------------
-    def save(self, filepath):
+    def save(self, filepath: FileLike) -> None:
         """Saves the whole model to one file: architecture, weights, compile settings.
 
         The file is fastnn's own format (safe to load: no pickled code, versioned and
@@ -426,7 +434,7 @@ class Model(Layer):
         from fastnn import saving
         saving.save_model(self, filepath)
 
-    def save_weights(self, filepath):
+    def save_weights(self, filepath: FileLike) -> None:
         """Saves the model's weights alone (get_weights' arrays) to a fastnn file.
 
         Args:
@@ -436,7 +444,7 @@ class Model(Layer):
         from fastnn import saving
         saving.save_weights(self, filepath)
 
-    def load_weights(self, filepath):
+    def load_weights(self, filepath: FileLike) -> None:
         """Loads weights into this model from a file, all or nothing.
 
         Reads files written by save_weights or save (of a model with the same weight
@@ -465,8 +473,13 @@ class Model(Layer):
         return (saving.loads, (saving.dumps(self),))
 
     # -- compile ----------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
-                weighted_metrics=None):
+    def compile(self, optimizer: Union[str, optimizers.Optimizer, Config] = "rmsprop",
+                loss: Union[losses.LossLike, Sequence[losses.LossLike],
+                            Mapping[str, losses.LossLike], None] = None,
+                metrics: Union[Sequence[Any], Mapping[str, Any], None] = None,
+                loss_weights: Union[Sequence[float], Mapping[str, float], None] = None,
+                weighted_metrics: Union[Sequence[Any], Mapping[str, Any], None] = None
+                ) -> None:
         """Configures the model for training: optimizer, loss and metrics.
 
         Args:
@@ -514,7 +527,7 @@ class Model(Layer):
         self._invalidate()
 
     @property
-    def compiled(self):
+    def compiled(self) -> bool:
         return self.optimizer is not None
 
     def _per_output(self, value, what, default=None):
@@ -622,7 +635,7 @@ class Model(Layer):
         return key, options, _engine.metric_slots(key, width, options)
 
     @property
-    def metrics_names(self):
+    def metrics_names(self) -> list[str]:
         return list(self._log_names_cache)
 
     def _require_compiled(self, what):
@@ -791,7 +804,11 @@ class Model(Layer):
         return weights if any(w is not None for w in weights) else None
 
     # -- predict --------------------------------------------------------------------------
-    def predict(self, x, batch_size=None, verbose=0, callbacks=None, steps=None, out=None):
+    def predict(self, x: Union[Inputs, Batches], batch_size: Optional[int] = None,
+                verbose: Union[int, str] = 0,
+                callbacks: Optional[Sequence[callbacks_module.Callback]] = None,
+                steps: Optional[int] = None, out: Optional[np.ndarray] = None
+                ) -> Union[np.ndarray, list[np.ndarray]]:
         """Returns the model's outputs for the inputs `x`.
 
         Runs the forward pass in the engine in blocks of rows (dropout and noise layers
@@ -884,7 +901,7 @@ class Model(Layer):
         plan.predict_into(xs[0], out.reshape(n, -1))
         return out
 
-    def predict_on_batch(self, x):
+    def predict_on_batch(self, x: Inputs) -> Union[np.ndarray, list[np.ndarray]]:
         """Returns the outputs for one batch `x`: the same as ``predict(x)``, on its fast
         path when x is a float32 C-contiguous array.
 
@@ -903,8 +920,12 @@ class Model(Layer):
         return self.predict(x)
 
     # -- evaluate -------------------------------------------------------------------------
-    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False,
-                 callbacks=None, steps=None, sample_weight=None):
+    def evaluate(self, x: Union[Inputs, Batches, None] = None, y: Optional[Inputs] = None,
+                 batch_size: Optional[int] = None, verbose: Union[int, str] = 0,
+                 return_dict: bool = False,
+                 callbacks: Optional[Sequence[callbacks_module.Callback]] = None,
+                 steps: Optional[int] = None, sample_weight: Optional[Inputs] = None
+                 ) -> Union[float, list[float], dict[str, float]]:
         """Returns the loss and metrics of the model on the data (x, y).
 
         Runs in the engine over the whole set (no weights change; dropout is off).
@@ -980,7 +1001,9 @@ class Model(Layer):
         cbs.on_test_end(logs)
         return logs
 
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+    def test_on_batch(self, x: Inputs, y: Optional[Inputs] = None,
+                      sample_weight: Optional[Inputs] = None, return_dict: bool = False
+                      ) -> Union[float, list[float], dict[str, float]]:
         """Returns the loss and metrics on one batch (x, y), without training.
 
         Args:
@@ -1029,8 +1052,10 @@ class Model(Layer):
         return history
 
     # -- one step ---------------------------------------------------------------------------
-    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
-                       return_dict=False):
+    def train_on_batch(self, x: Inputs, y: Optional[Inputs] = None,
+                       sample_weight: Optional[Inputs] = None,
+                       class_weight: Optional[Mapping[int, float]] = None,
+                       return_dict: bool = False) -> Union[float, list[float], dict[str, float]]:
         """Runs one optimizer step on (x, y) taken as a single batch.
 
         The lean path for online training: no shuffling, no History, no callbacks.
@@ -1068,10 +1093,16 @@ class Model(Layer):
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
     # -- fit ------------------------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, validation_freq=1):
+    def fit(self, x: Union[Inputs, Batches, None] = None, y: Optional[Inputs] = None,
+            batch_size: Optional[int] = None, epochs: int = 1, verbose: Union[int, str] = "auto",
+            callbacks: Optional[Sequence[callbacks_module.Callback]] = None,
+            validation_split: float = 0.0,
+            validation_data: Union[tuple[Any, ...], Batches, None] = None, shuffle: bool = True,
+            class_weight: Optional[Mapping[int, float]] = None,
+            sample_weight: Optional[Inputs] = None, initial_epoch: int = 0,
+            steps_per_epoch: Optional[int] = None, validation_steps: Optional[int] = None,
+            validation_batch_size: Optional[int] = None,
+            validation_freq: Union[int, Sequence[int]] = 1) -> callbacks_module.History:
         """Trains the model for a number of epochs on (x, y).
 
         With arrays, the engine runs whole epochs (shuffle, forward, loss, backward,
@@ -1485,7 +1516,7 @@ class Model(Layer):
         return [np.concatenate(parts) for parts in zip(*outs)]
 
     # -- export ---------------------------------------------------------------------------
-    def export_c(self, filepath, name=None):
+    def export_c(self, filepath: PathLike, name: Optional[str] = None) -> tuple[str, str]:
         """Writes the model's forward pass as self-contained C99 source.
 
         Args:
@@ -1499,7 +1530,7 @@ class Model(Layer):
         from fastnn.export.c import export_c
         return export_c(self, filepath, name=name)
 
-    def to_onnx(self, path=None, opset=17):
+    def to_onnx(self, path: Optional[PathLike] = None, opset: int = 17) -> Any:
         """The forward pass as an ONNX ModelProto, saved to `path` when given (see
         fastnn.export.onnx; needs `pip install onnx`)."""
         from fastnn.export.onnx import to_onnx

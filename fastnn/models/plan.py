@@ -12,9 +12,18 @@ here know no layer class:
 
 The C side (fnn_plan_layout) then derives strides, gradient flow and the accumulate
 flags of tensors read by several ops."""
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from fastnn import _blas, _engine, activations
+
+if TYPE_CHECKING:
+    from fastnn.layers.core import Layer
+    from fastnn.models.graph import Graph
+    from fastnn.models.model import Model
+    from fastnn.models.weights import Store
 
 # Whether a layer's products go to the BLAS rather than fastnn's panel kernels, from
 # bench/calibrate_blas.py on the 2-core dev machine (forward + backward, one layer):
@@ -28,7 +37,7 @@ BLAS_MIN_MACS = 1 << 22
 SMALL_BATCH, SMALL_BATCH_MIN_WEIGHTS = 16, 1 << 12
 
 
-def use_blas(batch, n_in, n_out):
+def use_blas(batch: int, n_in: int, n_out: int) -> bool:
     """True if a dense layer of this shape, run on batches of `batch` rows, should call
     the BLAS (when one was found) instead of the panel kernels."""
     if n_out <= _engine.NARROW:
@@ -44,21 +53,22 @@ class Lowering:
     """What layers emit into: tensors (width, is_input) and ops (dicts, see
     _engine.Plan), over the weights' places in a models.weights.Store."""
 
-    def __init__(self, store, max_batch):
+    def __init__(self, store: Store, max_batch: int) -> None:
         self.store, self.max_batch = store, max_batch
         self.tensors, self.ops = [], []
         # weight penalties and constraints (fastnn.regularizers/constraints.lower), and
         # input tensor -> bound of its values (an Embedding's input_dim)
         self.penalties, self.constraints, self.index_limits = [], [], {}
 
-    def tensor(self, width, is_input=False):
+    def tensor(self, width: Optional[int], is_input: bool = False) -> int:
         self.tensors.append((int(width), bool(is_input)))
         return len(self.tensors) - 1
 
-    def width(self, t):
+    def width(self, t: int) -> int:
         return self.tensors[t][0]
 
-    def op(self, kind, inputs, width=None, **fields):
+    def op(self, kind: str, inputs: Sequence[int], width: Optional[int] = None,
+           **fields: Any) -> int:
         """Emits an op reading `inputs`; its output is `width` wide (default: the first
         input's, or their sum for concatenate). Returns the output tensor id."""
         if len(inputs) > _engine.MAX_OP_INPUTS:
@@ -71,13 +81,14 @@ class Lowering:
         self.ops.append({"kind": kind, "inputs": list(inputs), "out": out, **fields})
         return out
 
-    def weight(self, layer, name):
+    def weight(self, layer: Layer, name: Optional[str]) -> tuple[bool, int]:
         """(trainable, offset) of a layer's weight: an offset into the trainable parameters
         when trainable, else into the state buffer (frozen weights, and weights made with
         add_weight(trainable=False) such as moving statistics)."""
         return self.store.locate(layer, name)
 
-    def dense(self, layer, x, units, activation, kernel, bias=None):
+    def dense(self, layer: Layer, x: int, units: int, activation: str, kernel: str,
+              bias: Optional[str] = None) -> int:
         """A dense op over the layer's weights `kernel` (and `bias`), by attribute name."""
         trainable, w_off = self.store.locate(layer, kernel)
         b_off = self.store.locate(layer, bias)[1] if bias else -1
@@ -91,7 +102,7 @@ class Lowering:
                           fparam=activations.engine_params(activation))
         return out
 
-    def graph(self, graph, inputs):
+    def graph(self, graph: Graph, inputs: Sequence[int]) -> list[int]:
         """Lowers a Graph whose input tensors are the ids `inputs`; returns its outputs' ids."""
         ids = {id(t): i for t, i in zip(graph.inputs, inputs)}
         for node in graph.nodes:
@@ -103,16 +114,16 @@ class Lowering:
         return [ids[id(t)] for t in graph.outputs]
 
     # -- passes ---------------------------------------------------------------------
-    def producer(self, t):
+    def producer(self, t: int) -> Optional[int]:
         for k, op in enumerate(self.ops):
             if op["out"] == t:
                 return k
         return None
 
-    def readers(self, t):
+    def readers(self, t: int) -> int:
         return sum(op["inputs"].count(t) for op in self.ops)
 
-    def logits(self, t, activation, output_name, loss_name):
+    def logits(self, t: int, activation: str, output_name: str, loss_name: str) -> int:
         """The tensor holding the pre-activation of output t, whose producer must end in
         `activation` (folded into the loss). A fused dense op is split in two."""
         k = self.producer(t)
@@ -135,7 +146,7 @@ class Lowering:
             f"output '{output_name}' ends in '{last}': it needs '{activation}' as its last "
             "activation, or pass from_logits=True if the outputs are logits")
 
-    def fuse(self, keep):
+    def fuse(self, keep: set[int]) -> None:
         """Joins each activation op into the dense op before it when that dense op is
         linear and the activation is its output's only reader (and `keep` does not need
         the pre-activation), when dense can apply it: its derivative comes from the output
@@ -154,7 +165,7 @@ class Lowering:
                 continue
             k += 1
 
-    def prune(self, roots, inputs):
+    def prune(self, roots: Sequence[int], inputs: Sequence[int]) -> dict[int, int]:
         """Drops ops nothing in `roots` needs; renumbers tensors. Returns the id map."""
         live, need = [], set(roots)
         for op in reversed(self.ops):
@@ -172,7 +183,8 @@ class Lowering:
         return ids
 
 
-def build(model, store, max_batch, heads=(), metrics=(), predict=True):
+def build(model: Model, store: Store, max_batch: int, heads: Sequence[Any] = (),
+          metrics: Sequence[Any] = (), predict: bool = True) -> _engine.Plan:
     """The Plan of `model` over `store`'s buffers for batches of up to max_batch rows.
 
     heads: per model output, (Loss, weight) or None; metrics: (output index, engine

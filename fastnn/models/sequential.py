@@ -1,6 +1,11 @@
 """Sequential: sugar over Model for a stack of single-input layers (as in Keras 3): its
 graph is Input -> layer -> layer ..., rebuilt whenever the stack changes."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
 from fastnn import utils
+from fastnn._typing import InputShape
 from fastnn.layers.core import InputLayer, KerasTensor, Layer
 from fastnn.models.model import Model
 
@@ -30,14 +35,15 @@ class Sequential(Model):
         model.fit(x_train, y_train, epochs=100, batch_size=32, verbose=0)
     """
 
-    def __init__(self, layers=None, name=None, trainable=True):
+    def __init__(self, layers: Optional[Sequence[Layer]] = None, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
         super().__init__(name=name or utils.unique_name("sequential"), trainable=trainable)
         self._input_layer = None
         self._stack = []
         for layer in layers or []:
             self.add(layer)
 
-    def add(self, layer):
+    def add(self, layer: Union[Layer, KerasTensor]) -> None:
         """Adds a layer on top of the stack.
 
         Args:
@@ -74,7 +80,7 @@ class Sequential(Model):
                 self._rebuild()
                 raise
 
-    def pop(self):
+    def pop(self) -> Layer:
         """Removes the last layer of the stack and returns it.
 
         Raises:
@@ -96,7 +102,7 @@ class Sequential(Model):
             t = layer(t)
         self._set_graph(self._input_layer.output, t)
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Optional[InputShape] = None) -> None:
         """Builds the model (creates its weights) for inputs of a given shape.
 
         Not needed when the model has an Input or its first layer an `input_shape`.
@@ -131,7 +137,7 @@ class Sequential(Model):
         super()._require_built(what)
 
     @property
-    def layers(self):  # as Keras: the InputLayer is not listed
+    def layers(self) -> list[Layer]:  # as Keras: the InputLayer is not listed
         """The stacked layers, in order (without the InputLayer, as Keras)."""
         return list(self._stack)
 

@@ -1,4 +1,10 @@
 """model.summary() in the tf.keras 2.x plain-text layout."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+if TYPE_CHECKING:
+    from fastnn.models.model import Model
 
 
 def _row(fields, positions):
@@ -36,7 +42,9 @@ def _connections(model, layer):
             for t in graph.nodes if t._layer is layer for i in t._inputs]
 
 
-def print_summary(model, line_length=None, positions=None, print_fn=None):
+def print_summary(model: Model, line_length: Optional[int] = None,
+                  positions: Optional[Sequence[float]] = None,
+                  print_fn: Optional[Callable[..., Any]] = None) -> None:
     from fastnn.layers.core import InputLayer
 
     chain = _is_chain(model)

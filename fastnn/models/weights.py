@@ -7,9 +7,15 @@ models); the model that compiles last re-homes the weights into its buffers, cop
 their current values, and the others notice (their views are no longer the layers'
 arrays) and re-home in turn when they next run. `generation` counts re-homings, so
 that predict's latency path can tell in one comparison that nothing moved."""
+from __future__ import annotations
+
 import weakref
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fastnn.layers.core import Layer
 
 generation = 0
 # (id(layer), attribute) -> weakref to the Store whose buffers hold that weight now
@@ -19,12 +25,12 @@ _holder = {}
 trainable_version = 0
 
 
-def bump_trainable():
+def bump_trainable() -> None:
     global trainable_version
     trainable_version += 1
 
 
-def aligned_zeros(n):
+def aligned_zeros(n: int) -> np.ndarray:
     """n float32 zeros starting on a 64-byte boundary (a cache line: the kernels' vector
     loads never straddle two), with a spare float so C never sees a zero-length buffer."""
     raw = np.zeros(n + 17, dtype=np.float32)
@@ -36,7 +42,7 @@ class Store:
     """The buffers of one model. entries: (layer, attribute name, trainable) per weight,
     in the model's weight order."""
 
-    def __init__(self, entries):
+    def __init__(self, entries: Sequence[tuple[Layer, str, bool]]) -> None:
         global generation
         sizes = [getattr(layer, name).size for layer, name, _ in entries]
         n_params = sum(s for s, (_, _, t) in zip(sizes, entries) if t)
@@ -70,17 +76,17 @@ class Store:
             _holder[(id(layer), name)] = weakref.ref(self)
         generation += 1
 
-    def retire(self):
+    def retire(self) -> None:
         """Some weights moved to another store: plans over these buffers must not run."""
         for plan in list(self.plans):
             plan.stale = True
 
-    def holds(self, entries):
+    def holds(self, entries: Sequence[tuple[Layer, str, bool]]) -> bool:
         """True if these entries are this store's and every layer still holds its view."""
         if tuple((id(layer), name, t) for layer, name, t in entries) != self.signature:
             return False
         return all(getattr(layer, name) is view for layer, name, view in self.views)
 
-    def locate(self, layer, name):
+    def locate(self, layer: Layer, name: Optional[str]) -> tuple[bool, int]:
         """(trainable, offset) of a weight."""
         return self.where[(id(layer), name)]

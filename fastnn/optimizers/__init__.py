@@ -16,13 +16,17 @@ The model hands over its weight layout with `optimizer._make_state(variables)`, 
 being (name, offset, size) per trainable weight array of the flat parameter buffer
 (clipnorm and exclude_from_weight_decay work per array).
 """
+from __future__ import annotations
+
 import numbers
 import re
 import warnings
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from fastnn import _engine
+from fastnn._typing import Config
 from fastnn.optimizers import schedules
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "Nadam",
@@ -87,7 +91,7 @@ class _Setting:
     """A hyper-parameter: checked on every assignment, kept as given (get_config returns
     it) and written to the C state when there is one, for the next step to use."""
 
-    def __init__(self, check):
+    def __init__(self, check: Callable[[str, Any], Any]) -> None:
         self.check = check
 
     def __set_name__(self, owner, name):
@@ -146,8 +150,10 @@ class Optimizer:
     clipvalue = _Setting(_optional(_positive))
     global_clipnorm = _Setting(_optional(_positive))
 
-    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name=None, **kwargs):
+    def __init__(self, learning_rate: Union[float, schedules.LearningRateSchedule],
+                 weight_decay: Optional[float] = None, clipnorm: Optional[float] = None,
+                 clipvalue: Optional[float] = None, global_clipnorm: Optional[float] = None,
+                 name: Optional[str] = None, **kwargs: Any) -> None:
         self._state = None
         self._settings = {}
         self._iterations = 0
@@ -195,7 +201,7 @@ class Optimizer:
         return _plain(value)
 
     @property
-    def learning_rate(self):
+    def learning_rate(self) -> Union[float, np.float32]:
         """The learning rate of the next step: the float set, or the schedule's value at
         `iterations` (np.float32). Assigning a float or a schedule takes effect at the
         next step."""
@@ -204,7 +210,7 @@ class Optimizer:
         return self._learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, value):
+    def learning_rate(self, value: Union[float, schedules.LearningRateSchedule]) -> None:
         if (isinstance(self._learning_rate, schedules.LearningRateSchedule)
                 and not isinstance(value, schedules.LearningRateSchedule)):
             raise TypeError("This optimizer was created with a `LearningRateSchedule` object as "
@@ -224,12 +230,12 @@ class Optimizer:
             state.set_schedule(None)
 
     @property
-    def iterations(self):
+    def iterations(self) -> int:
         """Steps done so far (settable: schedules and bias corrections read it)."""
         return self._iterations if self._state is None else int(self._state.iterations)
 
     @iterations.setter
-    def iterations(self, value):
+    def iterations(self, value: int) -> None:
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
             raise ValueError(f"iterations must be an integer >= 0. Received: iterations={value!r}")
         self._iterations = int(value)
@@ -237,7 +243,8 @@ class Optimizer:
             self._state.iterations = int(value)
 
     # -- weight decay -----------------------------------------------------------------------
-    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+    def exclude_from_weight_decay(self, var_list: Optional[Sequence[Any]] = None,
+                                  var_names: Optional[Sequence[str]] = None) -> None:
         """Exempts variables from weight decay: those in var_list (variable names such as
         'dense_1/kernel', or objects with such a .path or .name), and those whose name
         contains any string of var_names (e.g. var_names=['bias']). Keras excludes nothing
@@ -285,7 +292,7 @@ class Optimizer:
         return state
 
     # -- config -------------------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> Config:
         """Keras 3's optimizer config: JSON-able, a schedule serialized in place."""
         lr = self._learning_rate
         config = {"name": self.name,
@@ -298,7 +305,7 @@ class Optimizer:
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Config) -> Optimizer:
         config = dict(config)
         if isinstance(config.get("learning_rate"), dict):
             config["learning_rate"] = schedules.deserialize(config["learning_rate"])
@@ -325,7 +332,8 @@ class SGD(Optimizer):
     momentum = _Setting(_unit_closed)
     nesterov = _Setting(_flag)
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+    def __init__(self, learning_rate: Union[float, schedules.LearningRateSchedule] = 0.01,
+                 momentum: float = 0.0, nesterov: bool = False, **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
         self.momentum, self.nesterov = momentum, nesterov
 
@@ -353,8 +361,9 @@ class RMSprop(Optimizer):
     epsilon = _Setting(_positive)
     centered = _Setting(_flag)
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
-                 **kwargs):
+    def __init__(self, learning_rate: Union[float, schedules.LearningRateSchedule] = 0.001,
+                 rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,
+                 centered: bool = False, **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
 
@@ -381,8 +390,9 @@ class Adam(Optimizer):
     epsilon = _Setting(_positive)
     amsgrad = _Setting(_flag)
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 amsgrad=False, **kwargs):
+    def __init__(self, learning_rate: Union[float, schedules.LearningRateSchedule] = 0.001,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 amsgrad: bool = False, **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
 
@@ -406,8 +416,9 @@ class AdamW(Adam):
     _default_name = "adamw"
     weight_decay = _Setting(_required_weight_decay)
 
-    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-7, amsgrad=False, **kwargs):
+    def __init__(self, learning_rate: Union[float, schedules.LearningRateSchedule] = 0.001,
+                 weight_decay: Optional[float] = 0.004, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, amsgrad: bool = False, **kwargs: Any) -> None:
         super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                          amsgrad=amsgrad, weight_decay=weight_decay, **kwargs)
 
@@ -428,8 +439,9 @@ class Adagrad(Optimizer):
     initial_accumulator_value = _Setting(_non_negative)
     epsilon = _Setting(_positive)
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
-                 **kwargs):
+    def __init__(self, learning_rate: Union[float, schedules.LearningRateSchedule] = 0.001,
+                 initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,
+                 **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
         self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
 
@@ -441,7 +453,9 @@ class _TwoMoments(Optimizer):
     beta_2 = _Setting(_unit_open)
     epsilon = _Setting(_positive)
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+    def __init__(self, learning_rate: Union[float, schedules.LearningRateSchedule] = 0.001,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
@@ -482,7 +496,7 @@ _BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
 _MODULES = (None, "fastnn.optimizers", "keras.optimizers")
 
 
-def get(identifier):
+def get(identifier: Union[str, Optimizer, Config]) -> Optimizer:
     """An optimizer from an instance (returned as is), a name ('adam', 'SGD', ...: default
     arguments) or a config dict (as serialize() returns)."""
     if isinstance(identifier, Optimizer):
@@ -494,7 +508,7 @@ def get(identifier):
     raise ValueError(f"Unknown optimizer: {identifier!r}. Valid names: {sorted(_BY_NAME)}")
 
 
-def serialize(optimizer):
+def serialize(optimizer: Optimizer) -> Config:
     """The JSON-able description of an optimizer, in Keras 3's layout:
     {"module", "class_name", "config", "registered_name"}."""
     if not isinstance(optimizer, Optimizer):
@@ -503,7 +517,7 @@ def serialize(optimizer):
             "config": optimizer.get_config(), "registered_name": None}
 
 
-def deserialize(config):
+def deserialize(config: Config) -> Optimizer:
     """The optimizer that serialize() (or Keras 3) described, with fresh state. Also reads
     fastnn 0.1's compile config ({"name": "RMSprop", "learning_rate": ...})."""
     if not isinstance(config, dict):

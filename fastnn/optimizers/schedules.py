@@ -8,12 +8,16 @@ fnn_schedule_value), also inside fit()'s one native call; calling it from Python
 the precision the update uses. Arguments are checked as Keras checks them, and numbers
 must be numbers (Keras would fail later, inside the formula).
 """
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from fastnn import _engine
+from fastnn._typing import ArrayLike, Config
 from fastnn.initializers import Configurable
 
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "PiecewiseConstantDecay",
@@ -25,7 +29,7 @@ class LearningRateSchedule(Configurable):
     takes only the classes below (a Python callable cannot run inside the native loop).
     from_config and repr come from the config protocol the initializers share."""
 
-    def __call__(self, step):
+    def __call__(self, step: ArrayLike) -> Union[np.float32, np.ndarray]:
         """The learning rate at `step` (a count, or an array of counts): np.float32."""
         values = _engine.schedule_values(self._spec(), step)
         return values[()] if values.ndim == 0 else values
@@ -35,7 +39,7 @@ class LearningRateSchedule(Configurable):
         raise NotImplementedError(f"Learning rate schedule '{type(self).__name__}' cannot "
                                   "be evaluated by fastnn's engine")
 
-    def get_config(self):
+    def get_config(self) -> Config:
         raise NotImplementedError(f"Learning rate schedule '{type(self).__name__}' must "
                                   "override `get_config()` in order to be serializable.")
 
@@ -71,8 +75,8 @@ class _RateDecay(LearningRateSchedule):
     only in their formula, evaluated in C: csrc/optimizers.c)."""
     kind = None
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name=None):
+    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
+                 staircase: bool = False, name: Optional[str] = None) -> None:
         self.initial_learning_rate = _number("initial_learning_rate", initial_learning_rate)
         self.decay_steps = _decay_steps(decay_steps)
         self.decay_rate = _number("decay_rate", decay_rate)
@@ -84,7 +88,7 @@ class _RateDecay(LearningRateSchedule):
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase}
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
@@ -101,7 +105,8 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     boundaries[i], values[-1] for t > boundaries[-1]. Boundaries are step counts (Keras
     casts them to the step's integer type: a fraction is truncated)."""
 
-    def __init__(self, boundaries, values, name="PiecewiseConstant"):
+    def __init__(self, boundaries: Sequence[int], values: Sequence[float],
+                 name: Optional[str] = "PiecewiseConstant") -> None:
         boundaries, values = list(boundaries), list(values)
         if len(boundaries) != len(values) - 1:
             raise ValueError(
@@ -116,7 +121,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return {"kind": "piecewise", "boundaries": [math.trunc(b) for b in self.boundaries],
                 "values": self.values}
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"boundaries": list(self.boundaries), "values": list(self.values),
                 "name": self.name}
 
@@ -126,8 +131,9 @@ class PolynomialDecay(LearningRateSchedule):
     end_learning_rate, where d = decay_steps and t is held at d afterwards; with cycle,
     d is instead the first multiple of decay_steps at or above t (decay_steps at t = 0)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0,
-                 cycle=False, name="PolynomialDecay"):
+    def __init__(self, initial_learning_rate: float, decay_steps: int,
+                 end_learning_rate: float = 0.0001, power: float = 1.0, cycle: bool = False,
+                 name: Optional[str] = "PolynomialDecay") -> None:
         self.initial_learning_rate = _number("initial_learning_rate", initial_learning_rate)
         self.decay_steps = _decay_steps(decay_steps)
         self.end_learning_rate = _number("end_learning_rate", end_learning_rate)
@@ -140,7 +146,7 @@ class PolynomialDecay(LearningRateSchedule):
                 "decay_steps": self.decay_steps, "end": self.end_learning_rate,
                 "power": self.power, "cycle": self.cycle}
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "end_learning_rate": self.end_learning_rate,
                 "power": self.power, "cycle": self.cycle, "name": self.name}
@@ -161,8 +167,9 @@ class CosineDecay(LearningRateSchedule):
     decays the same way from warmup_target over the next decay_steps. The arguments keep
     Keras' order (name before warmup_target)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay",
-                 warmup_target=None, warmup_steps=0):
+    def __init__(self, initial_learning_rate: float, decay_steps: int, alpha: float = 0.0,
+                 name: Optional[str] = "CosineDecay", warmup_target: Optional[float] = None,
+                 warmup_steps: int = 0) -> None:
         self.initial_learning_rate = _number("initial_learning_rate", initial_learning_rate)
         self.decay_steps = _decay_steps(decay_steps)
         self.alpha = _number("alpha", alpha)
@@ -176,7 +183,7 @@ class CosineDecay(LearningRateSchedule):
                 "decay_steps": self.decay_steps, "alpha": self.alpha,
                 "warmup_target": self.warmup_target, "warmup_steps": self.warmup_steps}
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "alpha": self.alpha, "name": self.name,
                 "warmup_target": self.warmup_target, "warmup_steps": self.warmup_steps}
@@ -187,7 +194,7 @@ _CLASSES = {c.__name__: c for c in (ExponentialDecay, PiecewiseConstantDecay, Po
 _MODULES = (None, "fastnn.optimizers.schedules", "keras.optimizers.schedules")
 
 
-def serialize(schedule):
+def serialize(schedule: LearningRateSchedule) -> Config:
     """The JSON-able description of a schedule, in Keras 3's layout."""
     if not isinstance(schedule, LearningRateSchedule):
         raise ValueError(f"Expected a LearningRateSchedule. Received: schedule={schedule!r}")
@@ -195,7 +202,7 @@ def serialize(schedule):
             "config": schedule.get_config(), "registered_name": None}
 
 
-def deserialize(config):
+def deserialize(config: Config) -> LearningRateSchedule:
     """The schedule that serialize() (or Keras 3) described."""
     if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
         raise ValueError("Expected a dict with 'class_name' and 'config' (as serialize() "
