@@ -458,6 +458,9 @@ int fnn_pool_cpu_count(void);
  * a given thread count gives the same results on every run. Plans too small to gain get
  * none. Returns the copies made (0 or n_threads), or -1 when memory ran out. */
 int fnn_plan_set_threads(fnn_plan *p, int n_threads);
+/* 1 if a training step (training) or a predict of `rows` rows is split between the plan's
+ * copies now (the rule in csrc/parallel.c), else 0. */
+int fnn_plan_splits(const fnn_plan *p, int64_t rows, int training);
 /* Frees a plan's copies (p->shards = NULL). */
 void fnn_plan_free_threads(fnn_plan *p);
 /* The work (floating-point operations) from which a call is split between threads; a

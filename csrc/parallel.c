@@ -76,10 +76,26 @@ double fnn_plan_flop_per_row(const fnn_plan *p)
     return f;
 }
 
+/* A split training step also exchanges every weight and gradient between the cores
+ * (each thread reads the other's half of the summed gradient and of the updated weights:
+ * 2-10 ns a cache line here), a cost that grows with the parameters, not the rows. With
+ * few rows per thread it eats the gain: bench/'s crossover sweep found 16 rows a thread
+ * slower split up to ~4 MFLOP a step, 64 rows faster from 0.6 MFLOP. So below SHARD_ROWS
+ * rows a thread a step splits only when it is FEW_ROWS_FACTOR times the threshold. */
+#define SHARD_ROWS 32
+#define FEW_ROWS_FACTOR 20.0
+
 int fnn_parallel_train(const struct fnn_shards *sh, int64_t rows)
 {
-    return sh->trains && rows >= (int64_t)sh->n * MIN_ROWS &&
-           3.0 * (double)rows * sh->flop_per_row >= min_flop;
+    const double flop = 3.0 * (double)rows * sh->flop_per_row;
+    if (!sh->trains || rows < (int64_t)sh->n * MIN_ROWS || flop < min_flop) return 0;
+    return rows >= (int64_t)sh->n * SHARD_ROWS || flop >= FEW_ROWS_FACTOR * min_flop;
+}
+
+int fnn_plan_splits(const fnn_plan *p, int64_t rows, int training)
+{
+    if (!p->shards) return 0;
+    return training ? fnn_parallel_train(p->shards, rows) : fnn_parallel_predict(p->shards, rows);
 }
 
 int fnn_parallel_predict(const struct fnn_shards *sh, int64_t rows)

@@ -143,6 +143,7 @@ static struct {
     void *ctx;
     counter done;            /* tasks finished in this region */
     counter caller_asleep;   /* the caller sleeps on `finished` until done == n_tasks */
+    counter caller_cpu;      /* the CPU the caller woke sleeping workers from (or -1) */
     cond_t finished;
     counter error_task;      /* the lowest failing task index (n_tasks: none) */
     int error_code;
@@ -167,6 +168,27 @@ static int cpu_count(void)
 #endif
     const long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+#endif
+}
+
+/* A worker woken from its sleep is often placed on the CPU of the thread that woke it
+ * (Linux's wake-affine choice), where it then shares one core with the caller for tens of
+ * milliseconds before the load balancer moves it: a split step runs at half speed
+ * meanwhile. So a woken worker on the caller's CPU steps off it: its affinity without
+ * that CPU moves it at once, then its affinity is given back whole (no pinning: under
+ * load it can still go anywhere). Two system calls, only after a sleep. */
+static void leave_callers_cpu(void)
+{
+#if defined(__linux__) && defined(CPU_COUNT)
+    const int caller = load32(&pool.caller_cpu);
+    if (caller < 0 || caller >= CPU_SETSIZE || sched_getcpu() != caller) return;
+    cpu_set_t all, others;
+    if (sched_getaffinity(0, sizeof all, &all) != 0) return;
+    others = all;
+    CPU_CLR(caller, &others);
+    if (CPU_COUNT(&others) == 0) return;
+    if (sched_setaffinity(0, sizeof others, &others) == 0)
+        sched_setaffinity(0, sizeof all, &all);
 #endif
 }
 
@@ -263,6 +285,7 @@ static void *worker(void *arg)
                 while (load32(&pool.generation) == seen) cond_wait(&pool.wake, &pool.sleep);
                 add32(&pool.sleepers, -1);
                 unlock(&pool.sleep);
+                leave_callers_cpu();
             }
         }
         seen = load32(&pool.generation);
@@ -302,6 +325,7 @@ static void init(void)
     cond_init(&pool.wake);
     cond_init(&pool.finished);
     pool.threads = default_threads();
+    pool.caller_cpu = -1;
 #if !defined(_WIN32)
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 #endif
@@ -374,6 +398,9 @@ int fnn_pool_run(fnn_task_fn fn, void *ctx, int n_tasks)
     store64(&pool.unclaimed, n_tasks == 64 ? -1 : (int64_t)(((uint64_t)1 << n_tasks) - 1));
     add32(&pool.generation, 1);
     if (load32(&pool.sleepers) > 0) {
+#if defined(__linux__) && defined(CPU_COUNT)
+        store32(&pool.caller_cpu, sched_getcpu());
+#endif
         lock(&pool.sleep);
         cond_broadcast(&pool.wake);
         unlock(&pool.sleep);

@@ -3,17 +3,20 @@ benchmarks and for ``python -m fastnn demo``.
 
 Written the way a careful NumPy user would: float32 throughout, ``out=`` on every matmul and
 ufunc, buffers preallocated per batch size, and one flat parameter vector updated by a single
-fused-as-NumPy-allows RMSprop pass. It is meant to be a fair opponent, not a strawman.
+fused-as-NumPy-allows RMSprop (or Adam) pass. It is meant to be a fair opponent, not a
+strawman.
 """
 import time
 
 import numpy as np
 
-__all__ = ["NumpyMLP", "NumpyDense", "dense_forward_backward", "sgemm_gflops"]
+__all__ = ["NumpyMLP", "NumpyDense", "dense_forward_backward", "sgemm_gflops",
+           "rmsprop_update", "adam_update"]
 
 _F32 = np.float32
 _ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid")
 _LOSSES = ("mse", "softmax_crossentropy")
+_OPTIMIZERS = ("rmsprop", "adam", "sgd")
 
 
 def _activate(z, kind):
@@ -50,11 +53,12 @@ class NumpyMLP:
 
     Parameters live in one contiguous float32 vector ``params`` laid out as Keras'
     ``get_weights()`` order flattened: [W0, b0, W1, b1, ...]; ``weights`` holds (W, b) views.
-    Optimizer: "rmsprop" (Keras form, epsilon inside the root) or "sgd".
+    Optimizer: "rmsprop" (Keras form, epsilon inside the root), "adam" (Keras form: the
+    bias corrections folded into the step size, epsilon outside the root) or "sgd".
     """
 
     def __init__(self, sizes, activations, seed=0, loss="mse", optimizer="rmsprop",
-                 learning_rate=None, rho=0.9, epsilon=1e-7):
+                 learning_rate=None, rho=0.9, epsilon=1e-7, beta_1=0.9, beta_2=0.999):
         if len(activations) != len(sizes) - 1:
             raise ValueError(f"need {len(sizes) - 1} activations, got {len(activations)}")
         for a in activations:
@@ -62,21 +66,24 @@ class NumpyMLP:
                 raise ValueError(f"unknown activation {a!r}; expected one of {_ACTIVATIONS}")
         if loss not in _LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {_LOSSES}")
-        if optimizer not in ("rmsprop", "sgd"):
-            raise ValueError(f"unknown optimizer {optimizer!r}; expected 'rmsprop' or 'sgd'")
+        if optimizer not in _OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {_OPTIMIZERS}")
         self.sizes = [int(s) for s in sizes]
         self.activations = list(activations)
         self.loss, self.optimizer = loss, optimizer
         if learning_rate is None:
-            learning_rate = 0.001 if optimizer == "rmsprop" else 0.01
+            learning_rate = 0.01 if optimizer == "sgd" else 0.001
         # Hyper-parameters as float32 scalars: a numpy float64 scalar would promote the update.
         self.lr, self.rho = _F32(learning_rate), _F32(rho)
         self.eps = _F32(epsilon)
+        self.beta_1, self.beta_2 = _F32(beta_1), _F32(beta_2)
+        self.iterations = 0
 
         n = sum(i * o + o for i, o in zip(self.sizes[:-1], self.sizes[1:]))
         self.params = np.zeros(n, _F32)
         self.grads = np.zeros(n, _F32)
-        self._v = np.zeros(n, _F32)    # RMSprop velocity, same layout as params
+        self._v = np.zeros(n, _F32)    # RMSprop velocity / Adam's second moment
+        self._m = np.zeros(n if optimizer == "adam" else 0, _F32)  # Adam's first moment
         self._tmp = np.empty(n, _F32)  # scratch for the update
         self.weights, self._gviews = self._views(self.params), self._views(self.grads)
         rng = np.random.default_rng(seed)
@@ -93,6 +100,12 @@ class NumpyMLP:
             views.append((W, flat[off:off + o]))
             off += o
         return views
+
+    def reset_optimizer(self):
+        """Optimizer state back to its start: zero slots, iteration 0."""
+        self._v[...] = 0
+        self._m[...] = 0
+        self.iterations = 0
 
     def set_flat_params(self, flat):
         flat = np.asarray(flat).ravel()
@@ -170,9 +183,13 @@ class NumpyMLP:
         return loss
 
     def _update(self):
+        self.iterations += 1
         if self.optimizer == "rmsprop":
             rmsprop_update(self.params, self.grads, self._v, self._tmp, self.lr, self.rho,
                            self.eps)
+        elif self.optimizer == "adam":
+            adam_update(self.params, self.grads, self._m, self._v, self._tmp, self.lr,
+                        self.beta_1, self.beta_2, self.eps, self.iterations)
         else:
             self.grads *= self.lr
             self.params -= self.grads
@@ -218,6 +235,27 @@ def rmsprop_update(w, g, v, t, lr, rho, eps):
     np.sqrt(t, out=t)
     np.divide(g, t, out=t)
     t *= lr
+    w -= t
+
+
+def adam_update(w, g, m, v, t, lr, beta_1, beta_2, eps, step):
+    """Keras' Adam in careful NumPy (in place, out= everywhere, float32 scalars, one scratch
+    buffer t, g untouched), for update number `step` (1 for the first):
+    m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; alpha = lr*sqrt(1-b2^step)/(1-b1^step);
+    w -= alpha*m/(sqrt(v)+eps)."""
+    b1, b2 = float(beta_1), float(beta_2)
+    alpha = _F32(float(lr) * np.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step))
+    np.multiply(g, _F32(1.0 - b1), out=t)
+    m *= _F32(b1)
+    m += t
+    np.multiply(g, g, out=t)
+    t *= _F32(1.0 - b2)
+    v *= _F32(b2)
+    v += t
+    np.sqrt(v, out=t)
+    t += _F32(eps)
+    np.divide(m, t, out=t)
+    t *= alpha
     w -= t
 
 

@@ -190,6 +190,7 @@ cdef extern from "fastnn.h" nogil:
     int fnn_pool_cpu_count()
     int fnn_plan_set_threads(fnn_plan *p, int n_threads)
     void fnn_plan_free_threads(fnn_plan *p)
+    int fnn_plan_splits(const fnn_plan *p, int64_t rows, int training)
     double fnn_plan_flop_per_row(const fnn_plan *p)
     double fnn_parallel_min_flop(double flop)
     void fnn_shuffle(int64_t *perm, int64_t n, uint64_t *state)

@@ -21,12 +21,25 @@ W5     RMSprop update of 10M parameters, in GB/s (20 bytes per parameter), again
        ``np.copyto`` bandwidth on 100 MB (counted as 2x the size) and a careful NumPy update
 W6     ``import fastnn`` time over ``import numpy``, measured inside fresh interpreters
 L512   forward+backward of one 512->512 Dense+ReLU layer at batch 128 (the 0.1 workload)
+W7     one epoch of a tabular 32->256->128->64->1 relu MLP, MSE, Adam, batch 256 on
+       200000 synthetic rows (20000 in quick mode), in GFLOP/s and as a fraction of NumPy's
+       SGEMM rate; with the spread of five runs
+W8     one epoch of the digits classifier 64->128->64->10 (relu, softmax), sparse
+       categorical cross-entropy, Adam, batch 32, on the 1797 digits tiled 10x (quick: 2x);
+       GFLOP/s, fraction of SGEMM and spread as W7
+LOAD   the W7 fit beside one busy competing process against alone: time loaded / alone
+       (fastnn; the NumPy baseline for context), runs interleaved
+THREADS  the fastnn time at 1 thread against N threads (N = the CPUs usable, at least 2)
+       for W1b, W8, W7, W2 and W4; and a crossover sweep (32->h->h->1, Adam, batch 32 and
+       128): time per step at 1 thread, N threads always split, N threads as the default
+       threshold decides (fastnn._engine.parallel_min_flop)
 =====  ==================================================================================
 
 Ratios are speed-ups: baseline time / fastnn time (or fastnn rate / baseline rate), so a
 ratio above 1 means fastnn is faster. Quick mode (``quick=True`` or FASTNN_BENCH_QUICK=1)
 shrinks the synthetic data set and the repeat counts, never the models.
 """
+import contextlib
 import functools
 import os
 import statistics
@@ -41,8 +54,9 @@ import numpy as np
 
 from fastnn._baseline import rmsprop_update
 
-__all__ = ["Case", "case", "time_case", "have_torch", "implementations", "is_quick",
-           "housing", "synthetic", "WORKLOADS", "run_all", "run_workload"]
+__all__ = ["Case", "case", "time_case", "time_cases", "sample_cases", "have_torch",
+           "implementations", "is_quick", "housing", "synthetic", "tabular", "digits",
+           "busy_competitor", "WORKLOADS", "run_all", "run_workload"]
 
 _F32 = np.float32
 
@@ -52,10 +66,23 @@ W1_BATCH, W1_EPOCHS = 32, 100
 W2_SIZES, W2_ACTS = (784, 512, 512, 10), ("relu", "relu", "linear")
 W2_BATCH, W2_ROWS, W2_ROWS_QUICK = 128, 60000, 6000
 W4_BATCH = 1024                     # NumPy's forward batch in W4
+PREDICT_BLOCK = 1024                # fastnn's predict runs blocks of up to 1024 rows
 W5_PARAMS = 10_000_000
 COPY_FLOATS = 25_000_000            # 100 MB of float32 for the np.copyto reference
 L_BATCH, L_WIDTH = 128, 512
 SGEMM_N = 1024
+W7_SIZES, W7_ACTS = (32, 256, 128, 64, 1), ("relu", "relu", "relu", "linear")
+W7_BATCH, W7_ROWS, W7_ROWS_QUICK = 256, 200_000, 20_000
+W8_SIZES, W8_ACTS = (64, 128, 64, 10), ("relu", "relu", "linear")  # NumPy/torch: logits
+W8_BATCH, W8_TILES, W8_TILES_QUICK = 32, 10, 2     # 1797 digits x 10 = 17970 rows
+SPREAD_RUNS = 5                     # W7/W8: the runs whose spread is reported
+LOAD_RUNS, LOAD_RUNS_QUICK = 3, 2   # LOAD: runs alone and loaded, each
+LOAD_NUMPY_ROWS = 50_000            # LOAD's NumPy context: a quarter of W7 (loaded, its
+                                    # 2-thread OpenBLAS ran 3-40x slower than alone here)
+XOVER_WIDTHS, XOVER_BATCHES = (16, 32, 64, 128, 256), (32, 128)
+XOVER_IN = 32                       # crossover MLP: 32 -> h -> h -> 1
+XOVER_FLOP, XOVER_FLOP_QUICK = 1e9, 2.5e8  # work per timed fit, so each takes ~10-40 ms
+XOVER_STEPS = (32, 4096)            # ... within these step counts
 
 # ---- targets (fastnn 1.0 goals; "0.1" is the first release's) ----------------------
 TARGET_W1_FIT_RATIO = 50.0
@@ -67,6 +94,12 @@ TARGET_W4_RATIO = 1.0
 TARGET_W5_COPY_FRACTION = 0.80
 TARGET_W6_SECONDS = 0.03
 TARGET_L512_RATIO = 1.0
+TARGET_W7_SGEMM_FRACTION = 0.85
+TARGET_W8_SGEMM_FRACTION = 0.70
+TARGET_SPREAD = 0.10                # every one of the five runs within +-10% of their median
+TARGET_LOAD_RATIO = 2.2             # loaded / alone (the fair share on 2 cores is 2x)
+TARGET_W1_THREADS_RATIO = 0.9       # the article fit stays on one thread: no slower at N
+TARGET_XOVER_MISS = 1.1             # default threshold within 10% of the faster option
 
 
 def is_quick(quick=None):
@@ -132,6 +165,45 @@ def w2_rows(quick=None):
     return W2_ROWS_QUICK if is_quick(quick) else W2_ROWS
 
 
+def w7_rows(quick=None):
+    return W7_ROWS_QUICK if is_quick(quick) else W7_ROWS
+
+
+@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=2)
+def tabular(rows):
+    """A seeded synthetic regression set: float32 (rows, 32) standard-normal inputs and a
+    float32 (rows,) target, a smooth nonlinear function of them plus noise, of unit scale.
+    The arrays are shared: do not modify them. (Cached: making them calls NumPy's BLAS,
+    whose OpenBLAS threads then spin ~0.15 s, taking a core from whatever runs next.)"""
+    rng = np.random.default_rng(7)
+    n_in = W7_SIZES[0]
+    x = rng.standard_normal((rows, n_in), dtype=_F32)
+    a = rng.standard_normal((n_in, 8)) / np.sqrt(n_in)
+    b = rng.standard_normal(8) / np.sqrt(8)
+    y = np.tanh(x @ a) @ b + 0.1 * rng.standard_normal(rows)
+    y = ((y - y.mean()) / y.std()).astype(_F32)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
+@functools.lru_cache(maxsize=None)
+def digits(tiles):
+    """All 1797 bundled 8x8 digits (train and test splits), scaled to [0, 1], as float32
+    (1797 * tiles, 64) and int64 labels, the set repeated `tiles` times. Shared: read only."""
+    from fastnn.datasets import digits as source
+    (x_train, y_train), (x_test, y_test) = source.load_data()
+    x = np.concatenate([x_train, x_test]).astype(_F32) / _F32(16)
+    y = np.concatenate([y_train, y_test]).astype(np.int64)
+    x, y = np.tile(x, (tiles, 1)), np.tile(y, tiles)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
+def w8_tiles(quick=None):
+    return W8_TILES_QUICK if is_quick(quick) else W8_TILES
+
+
 def steps_per_epoch(rows, batch):
     return -(-rows // batch)
 
@@ -166,15 +238,39 @@ def wide_model(seed=0):
     return model
 
 
+def mlp_model(sizes, activations, loss, optimizer, seed=0):
+    """A Sequential of Dense layers `sizes[0] -> ... -> sizes[-1]` (weights from
+    fastnn.utils.set_random_seed(seed)), compiled with `loss` and `optimizer`."""
+    import fastnn
+    from fastnn.layers import Dense
+    fastnn.utils.set_random_seed(seed)
+    layers = [Dense(sizes[1], input_shape=(sizes[0],), activation=activations[0])]
+    layers += [Dense(units, activation=act) for units, act in zip(sizes[2:], activations[1:])]
+    model = fastnn.Sequential(layers)
+    model.compile(loss=loss, optimizer=optimizer)
+    return model
+
+
+def tabular_model(seed=0):
+    """W7's 32->256->128->64->1 relu MLP, linear out, MSE, Adam (Keras defaults)."""
+    return mlp_model(W7_SIZES, W7_ACTS, "mse", "adam", seed)
+
+
+def digits_model(seed=0):
+    """W8's 64->128->64->10 relu MLP, softmax out, sparse categorical cross-entropy, Adam."""
+    return mlp_model(W8_SIZES, W8_ACTS[:-1] + ("softmax",), "sparse_categorical_crossentropy",
+                     "adam", seed)
+
+
 def flat_weights(model):
     """The model's weights as one flat float32 vector, in NumpyMLP's layout."""
     return np.concatenate([w.ravel() for w in model.get_weights()])
 
 
-def numpy_twin(model, sizes, activations, loss="mse"):
+def numpy_twin(model, sizes, activations, loss="mse", optimizer="rmsprop"):
     """A NumpyMLP with the same architecture and initial weights as the fastnn model."""
     from fastnn._baseline import NumpyMLP
-    net = NumpyMLP(sizes, activations, loss=loss)
+    net = NumpyMLP(sizes, activations, loss=loss, optimizer=optimizer)
     net.set_flat_params(flat_weights(model))
     return net
 
@@ -195,11 +291,15 @@ def torch_twin(model, sizes):
     return torch.nn.Sequential(*modules)
 
 
-def _torch_trainer(net, loss):
-    """(step(xb, yb), fit(x, y, epochs, batch)) for a torch net with RMSprop (Keras'
-    hyper-parameters; torch adds epsilon outside the root)."""
+def _torch_trainer(net, loss, optimizer="rmsprop"):
+    """(step(xb, yb), fit(x, y, epochs, batch)) for a torch net with RMSprop or Adam at
+    Keras' hyper-parameters (torch's RMSprop adds epsilon outside the root; its Adam adds it
+    to sqrt(v) / sqrt(1 - b2^t), where Keras adds it to sqrt(v))."""
     torch = _torch()
-    opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    else:
+        opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
     loss_fn = torch.nn.MSELoss() if loss == "mse" else torch.nn.CrossEntropyLoss()
 
     def step(xb, yb):
@@ -281,10 +381,8 @@ def _fastnn_reset(model):
     def reset():
         model.set_weights(initial)
         state = getattr(model, "_opt_state", None)
-        if state is not None and hasattr(state, "slot1"):  # in place: no re-planning
-            state.slot1[...] = 0
-            state.slot2[...] = 0
-            state.iterations = 0
+        if state is not None and hasattr(state, "reset"):  # in place: no re-planning
+            state.reset()
         else:
             model.compile(loss=model.loss, optimizer=type(model.optimizer)())
     return reset
@@ -295,7 +393,7 @@ def _numpy_reset(net):
 
     def reset():
         net.set_flat_params(initial)
-        net._v[...] = 0
+        net.reset_optimizer()
     return reset
 
 
@@ -352,31 +450,56 @@ def _w1_fit(impl, quick):
     raise ValueError(f"W1b has no implementation {impl!r}")
 
 
-def _w2_train(impl, quick):
-    rows = w2_rows(quick)
-    x, y = synthetic(rows)
-    model = wide_model()
-    warm = slice(0, 4 * W2_BATCH)  # builds buffers/plans for batch 128 without a full epoch
-    flop = 6.0 * n_weights(W2_SIZES) * rows
+def _epoch_case(impl, workload, model, sizes, activations, loss, optimizer, x, y, batch):
+    """The case of one training epoch over (x, y) at `batch` for `impl`: the fastnn model,
+    or its NumPy or torch twin (same initial weights). loss: "mse" or "cce" (softmax
+    cross-entropy; the twins take logits). The warm-up (4 batches) builds plans and buffers
+    for the batch size without a full epoch."""
+    rows = x.shape[0]
+    warm = slice(0, 4 * batch)
+    flop = 6.0 * n_weights(sizes) * rows
     if impl == "fastnn":
-        fit = functools.partial(model.fit, x, y, epochs=1, batch_size=W2_BATCH, verbose=0)
-        warmup = functools.partial(model.fit, x[warm], y[warm], epochs=1,
-                                   batch_size=W2_BATCH, verbose=0)
+        fit = functools.partial(model.fit, x, y, epochs=1, batch_size=batch, verbose=0)
+        warmup = functools.partial(model.fit, x[warm], y[warm], epochs=1, batch_size=batch,
+                                   verbose=0)
         return _case(fit, warmup=warmup, reset=_fastnn_reset(model), rows=rows, flop=flop)
     if impl == "numpy":
-        net = numpy_twin(model, W2_SIZES, W2_ACTS, loss="softmax_crossentropy")
-        fit = functools.partial(net.fit, x, y, 1, batch_size=W2_BATCH)
-        warmup = functools.partial(net.fit, x[warm], y[warm], 1, batch_size=W2_BATCH)
+        net = numpy_twin(model, sizes, activations, optimizer=optimizer,
+                         loss="mse" if loss == "mse" else "softmax_crossentropy")
+        fit = functools.partial(net.fit, x, y, 1, batch_size=batch)
+        warmup = functools.partial(net.fit, x[warm], y[warm], 1, batch_size=batch)
         return _case(fit, warmup=warmup, reset=_numpy_reset(net), rows=rows, flop=flop)
     if impl == "torch":
         torch = _torch()
-        net = torch_twin(model, W2_SIZES)
-        step, fit = _torch_trainer(net, "cce")
-        xt, yt = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
-        return _case(fit, xt, yt, 1, W2_BATCH,
-                     warmup=functools.partial(fit, xt[warm], yt[warm], 1, W2_BATCH),
+        net = torch_twin(model, sizes)
+        step, fit = _torch_trainer(net, loss, optimizer)
+        yt = y.reshape(-1, 1) if loss == "mse" else y
+        xt, yt = torch.from_numpy(x.copy()), torch.from_numpy(yt.copy())
+        return _case(fit, xt, yt, 1, batch,
+                     warmup=functools.partial(fit, xt[warm], yt[warm], 1, batch),
                      reset=_torch_reset(net, step.optimizer), rows=rows, flop=flop)
-    raise ValueError(f"W2 has no implementation {impl!r}")
+    raise ValueError(f"{workload} has no implementation {impl!r}")
+
+
+def _w2_train(impl, quick):
+    x, y = synthetic(w2_rows(quick))
+    return _epoch_case(impl, "W2", wide_model(), W2_SIZES, W2_ACTS, "cce", "rmsprop", x, y,
+                       W2_BATCH)
+
+
+def _w7_train(impl, quick, rows=None):
+    """W7's epoch; `rows` (default: the W7 size) takes the first rows of its data."""
+    x, y = tabular(w7_rows(quick))
+    if rows is not None:
+        x, y = x[:rows], y[:rows]
+    return _epoch_case(impl, "W7", tabular_model(), W7_SIZES, W7_ACTS, "mse", "adam", x, y,
+                       W7_BATCH)
+
+
+def _w8_train(impl, quick):
+    x, y = digits(w8_tiles(quick))
+    return _epoch_case(impl, "W8", digits_model(), W8_SIZES, W8_ACTS, "cce", "adam", x, y,
+                       W8_BATCH)
 
 
 def _w3_predict1(impl, quick):
@@ -509,13 +632,14 @@ def _l512(impl, quick):
 
 
 _BUILDERS = {"W1a": _w1_step, "W1b": _w1_fit, "W2": _w2_train, "W3": _w3_predict1,
-             "W4": _w4_predict, "W5": _w5_rmsprop, "W6": _w6_import, "L512": _l512}
+             "W4": _w4_predict, "W5": _w5_rmsprop, "W6": _w6_import, "L512": _l512,
+             "W7": _w7_train, "W8": _w8_train}
 
 
 def case(workload, impl, quick=None):
     """The ready-to-time Case of `workload` ("W1a", "W1b", "W2", "W3", "W4", "W5", "W6",
-    "L512") for `impl` ("fastnn", "numpy", "torch"; W5 also "copyto"; L512 also
-    "fastnn-blas" and "fastnn-portable")."""
+    "L512", "W7", "W8") for `impl` ("fastnn", "numpy", "torch"; W5 also "copyto"; L512
+    also "fastnn-blas" and "fastnn-portable")."""
     if workload not in _BUILDERS:
         raise ValueError(f"unknown workload {workload!r}; valid: {sorted(_BUILDERS)}")
     if impl == "torch" and not have_torch():
@@ -563,30 +687,53 @@ def time_cases(cases, repeat=7, number=None, min_time=0.1):
     """time_case for several cases ({name: Case}) with their repeats interleaved
     (round-robin), so that a burst of machine noise hits every implementation alike.
     Returns {name: median seconds per call}."""
+    return _medians(sample_cases(cases, repeat, number, min_time))
+
+
+def sample_cases(cases, repeat=7, number=None, min_time=0.1):
+    """As time_cases, but returns every repeat: {name: [seconds per call, ...]}."""
     timers = {k: _timer(c) for k, c in cases.items()}
     numbers = {k: _warm_and_calibrate(c, timers[k], number, min_time) for k, c in cases.items()}
     samples = {k: [] for k in cases}
     for _ in range(repeat):
         for k, timer in timers.items():
             samples[k].append(_timed_run(cases[k], timer, numbers[k]) / numbers[k])
+    return samples
+
+
+def _medians(samples):
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def spread(samples):
+    """How far the runs stray from their median: max |t / median - 1| (0.1: every run
+    within +-10% of the median)."""
+    med = statistics.median(samples)
+    return max(abs(t / med - 1.0) for t in samples) if med > 0 else 0.0
 
 
 def _timed(workload, quick, impls=None, **kw):
     """{impl: median seconds per call} for the workload's implementations, interleaved.
+    See _sampled."""
+    return _medians(_sampled(workload, quick, impls, **kw))
+
+
+def _sampled(workload, quick, impls=None, **kw):
+    """{impl: [seconds per call of each repeat]} for the workload's implementations,
+    interleaved.
 
     torch, optional, is timed after the others, and a failure there (an old or odd torch
     build) only drops its figure, with a message on stderr."""
     impls = implementations() if impls is None else tuple(impls)
     main = [impl for impl in impls if impl != "torch"]
-    secs = time_cases({impl: case(workload, impl, quick) for impl in main}, **kw)
+    samples = sample_cases({impl: case(workload, impl, quick) for impl in main}, **kw)
     if "torch" in impls:
         try:
-            secs["torch"] = time_case(case(workload, "torch", quick), **kw)
+            samples.update(sample_cases({"torch": case(workload, "torch", quick)}, **kw))
         except Exception as e:  # noqa: BLE001 - optional column: report and go on
             print(f"fastnn.benchmarks: {workload} torch case failed: {type(e).__name__}: {e}",
                   file=sys.stderr)
-    return secs
+    return samples
 
 
 # ---- workloads: figures and table rows --------------------------------------------------
@@ -595,6 +742,14 @@ def _row(workload, measure, unit, fastnn, numpy, ratio=None, target=None, met=No
     return {"workload": workload, "measure": measure, "unit": unit, "fastnn": fastnn,
             "numpy": numpy, "torch": torch, "ratio": ratio, "target": target, "met": met,
             "note": note}
+
+
+def _flop_text(flop):
+    """3.3e6 -> '3.3 MFLOP', 1.57e5 -> '157 kFLOP' (short, for table labels)."""
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, "")):
+        if flop >= scale or scale == 1.0:
+            v = flop / scale
+            return f"{v:.1f} {prefix}FLOP" if v < 10 else f"{v:.0f} {prefix}FLOP"
 
 
 def _speedup(baseline_seconds, seconds):
@@ -634,29 +789,68 @@ def run_w1(quick=None):
             "met": rows[1]["met"] and rows[2]["met"], "rows": rows}
 
 
-def run_w2(quick=None):
-    """W2: one epoch of the wide MLP, in GFLOP/s, against NumPy and NumPy's SGEMM rate."""
+def _run_epoch(workload, title, quick, rows_n, sizes, target, repeat, spread_target=None):
+    """An epoch workload's figures: GFLOP/s of each implementation (6 x weights x rows per
+    epoch), fastnn's rate as a fraction of NumPy's SGEMM rate measured right after (target:
+    that fraction), and, with spread_target, the spread of the `repeat` runs."""
     from fastnn._baseline import sgemm_gflops
-    quick = is_quick(quick)
-    rows_n = w2_rows(quick)
-    flop = 6.0 * n_weights(W2_SIZES) * rows_n
-    secs = _timed("W2", quick, repeat=3, number=1)
+    flop = 6.0 * n_weights(sizes) * rows_n
+    samples = _sampled(workload, quick, repeat=repeat, number=1)
+    secs = _medians(samples)
     sgemm = sgemm_gflops(SGEMM_N, repeats=10)
     gflops = {k: flop / v / 1e9 for k, v in secs.items()}
     ratio = gflops["fastnn"] / gflops["numpy"]
     frac = gflops["fastnn"] / sgemm
+    met = frac >= target
     rows = [
-        _row("W2", f"train 1 epoch, {rows_n} rows (GFLOP/s)", "GFLOP/s", gflops["fastnn"],
-             gflops["numpy"], ratio, torch=gflops.get("torch")),
-        _row("W2", f"GFLOP/s vs NumPy SGEMM n={SGEMM_N}", "GFLOP/s", gflops["fastnn"], sgemm,
-             frac, f">= {TARGET_W2_SGEMM_FRACTION:.2f}x", frac >= TARGET_W2_SGEMM_FRACTION,
-             torch=gflops.get("torch"), note="NumPy column: np.matmul n=1024 rate"),
+        _row(workload, f"train 1 epoch, {rows_n} rows (GFLOP/s)", "GFLOP/s",
+             gflops["fastnn"], gflops["numpy"], ratio, torch=gflops.get("torch")),
+        _row(workload, f"GFLOP/s vs NumPy SGEMM n={SGEMM_N}", "GFLOP/s", gflops["fastnn"],
+             sgemm, frac, f">= {target:.2f}x", met, torch=gflops.get("torch"),
+             note="NumPy column: np.matmul n=1024 rate"),
     ]
-    return {"workload": "W2", "title": "784-512-512-10 MLP, softmax CE, RMSprop, batch 128",
-            "rows_trained": rows_n, "flop": flop, "seconds": secs, "gflops": gflops,
-            "sgemm_gflops": sgemm, "ratio": ratio, "sgemm_fraction": frac,
-            "target": f">= {TARGET_W2_SGEMM_FRACTION:.0%} of NumPy SGEMM",
-            "met": frac >= TARGET_W2_SGEMM_FRACTION, "rows": rows}
+    result = {"workload": workload, "title": title, "rows_trained": rows_n, "flop": flop,
+              "seconds": secs, "samples": samples, "gflops": gflops, "sgemm_gflops": sgemm,
+              "ratio": ratio, "sgemm_fraction": frac,
+              "target": f">= {target:.0%} of NumPy SGEMM", "rows": rows}
+    if spread_target is not None:
+        spreads = {k: spread(v) for k, v in samples.items()}
+        steady = spreads["fastnn"] <= spread_target
+        rows.append(_row(workload, f"spread of {repeat} runs (%)", "%",
+                         spreads["fastnn"] * 100, spreads["numpy"] * 100, None,
+                         f"<= +-{spread_target:.0%}", steady,
+                         torch=spreads["torch"] * 100 if "torch" in spreads else None,
+                         note="spread: max |t/median - 1| over the runs, in %"))
+        result.update(spreads=spreads, target=result["target"] +
+                      f", runs within +-{spread_target:.0%}")
+        met = met and steady
+    result["met"] = met
+    return result
+
+
+def run_w2(quick=None):
+    """W2: one epoch of the wide MLP, in GFLOP/s, against NumPy and NumPy's SGEMM rate."""
+    quick = is_quick(quick)
+    return _run_epoch("W2", "784-512-512-10 MLP, softmax CE, RMSprop, batch 128", quick,
+                      w2_rows(quick), W2_SIZES, TARGET_W2_SGEMM_FRACTION, repeat=3)
+
+
+def run_w7(quick=None):
+    """W7: one epoch of the tabular MLP (Adam, batch 256): GFLOP/s, fraction of NumPy's
+    SGEMM rate, and the spread of five runs."""
+    quick = is_quick(quick)
+    return _run_epoch("W7", "tabular 32-256-128-64-1 MLP, MSE, Adam, batch 256", quick,
+                      w7_rows(quick), W7_SIZES, TARGET_W7_SGEMM_FRACTION, SPREAD_RUNS,
+                      TARGET_SPREAD)
+
+
+def run_w8(quick=None):
+    """W8: one epoch of the digits classifier (Adam, batch 32): GFLOP/s, fraction of
+    NumPy's SGEMM rate, and the spread of five runs."""
+    quick = is_quick(quick)
+    return _run_epoch("W8", "digits 64-128-64-10 MLP, softmax, sparse CE, Adam, batch 32",
+                      quick, digits(w8_tiles(quick))[0].shape[0], W8_SIZES,
+                      TARGET_W8_SGEMM_FRACTION, SPREAD_RUNS, TARGET_SPREAD)
 
 
 def run_w3(quick=None):
@@ -773,8 +967,243 @@ def run_l512(quick=None):
             "target": "no slower than NumPy (BLAS path)", "met": main["met"], "rows": rows}
 
 
+# A competitor that only burns a core: no memory traffic, no system calls. It says when it
+# runs, so that no timed run starts before it does.
+_BUSY_LOOP = "import sys\nsys.stdout.write('busy\\n')\nsys.stdout.flush()\nwhile True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def busy_competitor():
+    """A separate process spinning on one core while the with-block runs; it is killed on
+    the way out, whatever happens inside."""
+    proc = subprocess.Popen([sys.executable, "-c", _BUSY_LOOP], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE)
+    try:
+        if proc.stdout.readline().strip() != b"busy":
+            raise RuntimeError(f"the busy competitor did not start (exit code {proc.poll()})")
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def run_load(quick=None):
+    """LOAD: the W7 fit beside one busy competing process against alone (fastnn, and the
+    NumPy baseline for context): median seconds of a few runs each, alone and loaded
+    interleaved (the order alternating), a fresh competitor for every loaded run."""
+    quick = is_quick(quick)
+    runs = LOAD_RUNS_QUICK if quick else LOAD_RUNS
+    impls = ("fastnn", "numpy")
+    n_rows = {"fastnn": w7_rows(quick), "numpy": min(w7_rows(quick), LOAD_NUMPY_ROWS)}
+    cases = {impl: _w7_train(impl, quick, n_rows[impl]) for impl in impls}
+    timers = {impl: _timer(c) for impl, c in cases.items()}
+    for impl, c in cases.items():
+        _warm_and_calibrate(c, timers[impl], 1, 0.0)
+    samples = {(impl, loaded): [] for impl in impls for loaded in (False, True)}
+    for i in range(runs):
+        for impl, c in cases.items():
+            for loaded in ((False, True) if i % 2 == 0 else (True, False)):
+                with busy_competitor() if loaded else contextlib.nullcontext():
+                    samples[impl, loaded].append(_timed_run(c, timers[impl], 1))
+    alone = {impl: statistics.median(samples[impl, False]) for impl in impls}
+    loaded = {impl: statistics.median(samples[impl, True]) for impl in impls}
+    slowdown = {impl: loaded[impl] / alone[impl] for impl in impls}
+    met = slowdown["fastnn"] <= TARGET_LOAD_RATIO
+    # per 10k rows: fastnn and NumPy fit different row counts
+    alone_ms = {impl: alone[impl] * 1e7 / n_rows[impl] for impl in impls}
+    loaded_ms = {impl: loaded[impl] * 1e7 / n_rows[impl] for impl in impls}
+    rows = [
+        _row("LOAD", "W7 fit alone (ms per 10k rows)", "ms", alone_ms["fastnn"],
+             alone_ms["numpy"], _speedup(alone_ms["numpy"], alone_ms["fastnn"])),
+        _row("LOAD", "W7 fit, 1 busy process (ms per 10k rows)", "ms", loaded_ms["fastnn"],
+             loaded_ms["numpy"], _speedup(loaded_ms["numpy"], loaded_ms["fastnn"]),
+             note=f"fastnn fits the {n_rows['fastnn']} rows of W7, NumPy the first "
+                  f"{n_rows['numpy']}; busy process: a Python `while True: pass` loop, "
+                  "started before and killed after each loaded run"),
+        _row("LOAD", "W7 fit loaded / alone (x)", "x", slowdown["fastnn"], slowdown["numpy"],
+             None, f"<= {TARGET_LOAD_RATIO:g}x", met),
+    ]
+    return {"workload": "LOAD", "title": "W7 fit beside one busy competing process",
+            "runs": runs, "rows_fitted": n_rows, "alone_seconds": alone,
+            "loaded_seconds": loaded,
+            "samples": {f"{impl}-{'loaded' if ld else 'alone'}": v
+                        for (impl, ld), v in samples.items()},
+            "slowdown": slowdown, "ratio": slowdown["fastnn"],
+            "target": f"loaded <= {TARGET_LOAD_RATIO:g}x alone", "met": met, "rows": rows}
+
+
+# ---- THREADS: 1 thread against N, and where splitting a step pays ---------------------
+def _many_threads():
+    from fastnn import _engine
+    return max(2, min(_engine.cpu_count(), _engine.MAX_THREADS))
+
+
+def _with_threads(c, threads, min_flop):
+    """The case c run with `threads` threads and split threshold `min_flop`, set before
+    every call (and warm-up): a plan sizes its per-thread copies at its first call under a
+    thread count, and every step reads the threshold. Cheap: two stores."""
+    import fastnn
+    from fastnn import _engine
+
+    def settle():
+        _engine.parallel_min_flop(min_flop)
+        fastnn.set_num_threads(threads)
+
+    def fn(*args):
+        settle()
+        return c.fn(*args)
+
+    def warmup():
+        settle()
+        return c.fn(*c.args) if c.warmup is None else c.warmup()
+    return c._replace(fn=fn, warmup=warmup)
+
+
+@contextlib.contextmanager
+def _restoring_threads():
+    """Puts back the thread count and split threshold found, whatever happens inside."""
+    import fastnn
+    from fastnn import _engine
+    threads, min_flop = fastnn.get_num_threads(), _engine.parallel_min_flop()
+    try:
+        yield threads, min_flop
+    finally:
+        _engine.parallel_min_flop(min_flop)
+        fastnn.set_num_threads(threads)
+
+
+# (workload, label, FLOP per step or call that the split threshold sees, repeats full/quick)
+def _scaling_workloads(quick):
+    w1 = 6.0 * n_weights(W1_SIZES) * W1_BATCH
+    return (("W1b", "article fit 100 ep", w1, (7, 5)),
+            ("W8", f"W8 epoch {digits(w8_tiles(quick))[0].shape[0]} rows",
+             6.0 * n_weights(W8_SIZES) * W8_BATCH, (5, 3)),
+            ("W7", f"W7 epoch {w7_rows(quick)} rows", 6.0 * n_weights(W7_SIZES) * W7_BATCH,
+             (3, 3)),
+            ("W2", f"W2 epoch {w2_rows(quick)} rows", 6.0 * n_weights(W2_SIZES) * W2_BATCH,
+             (3, 3)),
+            ("W4", f"W4 predict {w2_rows(quick)} rows",
+             2.0 * n_weights(W2_SIZES) * PREDICT_BLOCK, (5, 3)))
+
+
+def xover_model(width, seed=0):
+    """The crossover sweep's 32->width->width->1 relu MLP, MSE, Adam."""
+    return mlp_model((XOVER_IN, width, width, 1), ("relu", "relu", "linear"), "mse", "adam",
+                     seed)
+
+
+def _xover_case(width, batch, quick):
+    """One epoch of xover_model(width) at `batch`, over as many rows as make ~XOVER_FLOP.
+    info: steps, and the model (its training plan counts the FLOP the threshold sees)."""
+    flop_step = 6.0 * n_weights((XOVER_IN, width, width, 1)) * batch
+    budget = XOVER_FLOP_QUICK if quick else XOVER_FLOP
+    steps = int(min(max(budget / flop_step, XOVER_STEPS[0]), XOVER_STEPS[1]))
+    x, y = tabular(W7_ROWS)
+    x, y = x[:steps * batch], y[:steps * batch]
+    model = xover_model(width)
+    fit = functools.partial(model.fit, x, y, epochs=1, batch_size=batch, verbose=0)
+    return _case(fit, reset=_fastnn_reset(model), steps=steps, model=model)
+
+
+def _step_flop(model, batch, sizes):
+    """The FLOP of one training step at `batch` as the engine counts them to decide a
+    split (3 x batch x the plan's forward FLOP per row), from the model's training plan;
+    6 x weights x batch if that plan is not found."""
+    plan = getattr(model, "_plans", {}).get(("loss", batch))
+    row_flop = getattr(plan, "row_flop", None)
+    return 3.0 * batch * row_flop if row_flop else 6.0 * n_weights(sizes) * batch
+
+
+def _default_splits(model, batch, threads, min_flop):
+    """What the engine's rule picks for a training step of `batch` rows of this model at
+    `threads` threads and threshold min_flop (its training plan says)."""
+    import fastnn
+    from fastnn import _engine
+    plan = getattr(model, "_plans", {}).get(("loss", batch))
+    if plan is None:
+        return False
+    found = fastnn.get_num_threads(), _engine.parallel_min_flop(min_flop)
+    fastnn.set_num_threads(threads)
+    try:
+        return plan.splits(batch)
+    finally:
+        _engine.parallel_min_flop(found[1])
+        fastnn.set_num_threads(found[0])
+
+
+def run_threads(quick=None):
+    """THREADS: fastnn at 1 thread against N threads (N = the CPUs usable, at least 2) on
+    W1b, W8, W7, W2 and W4; then the crossover sweep: per (width, batch) the time per step
+    at 1 thread, at N threads with every step split (threshold 0) and at N threads with
+    the threshold found (the default: fastnn._engine.parallel_min_flop()). The thread
+    count and threshold found are restored."""
+    quick = is_quick(quick)
+    many = _many_threads()
+    rows, scaling, sweep = [], [], []
+    with _restoring_threads() as (_, min_flop):
+        for workload, label, flop, repeats in _scaling_workloads(quick):
+            secs = time_cases({n: _with_threads(case(workload, "fastnn", quick), n, min_flop)
+                               for n in (1, many)},
+                              repeat=repeats[1] if quick else repeats[0], number=1)
+            speedup = _speedup(secs[1], secs[many])
+            is_w1 = workload == "W1b"
+            scaling.append({"workload": workload, "flop_per_step": flop, "seconds": secs,
+                            "speedup": speedup})
+            rows.append(_row("THREADS", f"{label}, {_flop_text(flop)}/step (ms)", "ms",
+                             secs[many] * 1e3, secs[1] * 1e3, speedup,
+                             f">= {TARGET_W1_THREADS_RATIO:g}x" if is_w1 else None,
+                             speedup >= TARGET_W1_THREADS_RATIO if is_w1 else None,
+                             note=f"NumPy column: fastnn at 1 thread; fastnn column: at "
+                                  f"{many} threads; ratio: the speed-up; FLOP/step: per "
+                                  f"training step (W4: per {PREDICT_BLOCK}-row predict "
+                                  f"block); work is split from {_flop_text(min_flop)}"
+                                  if not rows else ""))
+        for batch in XOVER_BATCHES:
+            for width in XOVER_WIDTHS:
+                variants = {"1": (1, min_flop), "split": (many, 0.0),
+                            "default": (many, min_flop)}
+                cases = {k: _with_threads(_xover_case(width, batch, quick), n, f)
+                         for k, (n, f) in variants.items()}
+                secs = time_cases(cases, repeat=3 if quick else 5, number=1)
+                steps = cases["1"].info["steps"]
+                flop_step = _step_flop(cases["1"].info["model"], batch,
+                                       (XOVER_IN, width, width, 1))
+                picks = "split" if _default_splits(cases["default"].info["model"], batch,
+                                                   many, min_flop) else "1 thr"
+                us = {k: v / steps * 1e6 for k, v in secs.items()}
+                best = min(us["1"], us["split"])
+                miss = us["default"] / best
+                met = miss <= TARGET_XOVER_MISS
+                sweep.append({"width": width, "batch": batch, "steps": steps,
+                              "flop_per_step": flop_step, "default_picks": picks,
+                              "us_per_step": us, "miss": miss})
+                rows.append(_row("THREADS", f"step h={width} b={batch} {_flop_text(flop_step)}"
+                                 f" ->{picks}; split {us['split']:.1f} (us)",
+                                 "us", us["default"],
+                                 us["1"], _speedup(us["1"], us["default"]),
+                                 f"<= {TARGET_XOVER_MISS:g}x best", met,
+                                 note="step h=..: 32-h-h-1 MLP, Adam, FLOP per step as the "
+                                      "engine counts them, ->: what the threshold picks; "
+                                      f"NumPy column: 1 thread; fastnn: {many} threads, "
+                                      f"default threshold; split: {many} threads, every "
+                                      "step split; target: fastnn within 10% of the faster "
+                                      "of the two"
+                                 if width == XOVER_WIDTHS[0] and batch == XOVER_BATCHES[0]
+                                 else ""))
+    w1 = scaling[0]
+    xover_met = all(r["miss"] <= TARGET_XOVER_MISS for r in sweep)
+    return {"workload": "THREADS", "title": f"1 thread against {many}", "threads": many,
+            "min_flop": min_flop, "scaling": scaling, "crossover": sweep,
+            "ratio": w1["speedup"],
+            "target": f"W1b >= {TARGET_W1_THREADS_RATIO:g}x; default threshold within "
+                      f"{TARGET_XOVER_MISS - 1:.0%} of the faster option",
+            "met": w1["speedup"] >= TARGET_W1_THREADS_RATIO and xover_met, "rows": rows}
+
+
 WORKLOADS = {"W1": run_w1, "W2": run_w2, "W3": run_w3, "W4": run_w4, "W5": run_w5,
-             "W6": run_w6, "L512": run_l512}
+             "W6": run_w6, "L512": run_l512, "W7": run_w7, "W8": run_w8, "LOAD": run_load,
+             "THREADS": run_threads}
 
 
 def run_workload(name, quick=None):
