@@ -372,42 +372,61 @@ static const kernel_fn scalar_kernels[N_KERNELS] = {
  * updates are memory-bound either way. Measured (AMD EPYC Zen 4, per value, in cache):
  * RMSprop 0.18 ns by a refined 1/sqrt, 0.22 ns by an exact root and a refined
  * reciprocal, 0.28 ns exact; Adam, whose epsilon lies outside the root, 0.20-0.24 ns by
- * an exact root and a refined reciprocal, 0.27 ns refining both, 0.28 ns exact. Tails are
- * masked: nothing beyond n is read or written.
+ * an exact root and a refined reciprocal, 0.27 ns refining both, 0.28 ns exact. A tail
+ * runs the full vectors' code on masked lanes: nothing beyond n is read or written, and
+ * a value's update does not depend on where the range it lies in starts.
  *
  * Each kernel is written once, in FNN_OPT_SIMD_KERNELS(L), over what a level L gives:
  * L_v, a vector of L_W floats (arithmetic by operators); L_lanes, the lanes a step
  * covers, L_all() or the first `left` < L_W of L_tail(left); L_load, L_store, L_set
  * (a broadcast), L_max, L_sqrt (exact); the estimates L_rsqrt_estimate and
- * L_rcp_estimate. A step reads all it needs before it stores: the buffers' values may
- * share their addresses' low 12 bits, and a load behind a store to such an address waits. */
+ * L_rcp_estimate. A step loads all it needs before it stores: buffers of the same
+ * alignment put a slot's value and the next load's address on the same low 12 bits,
+ * and a load behind such a store waits for it (AMSGrad over 4096 values took 3.4 us
+ * with the loads interleaved, 1.2 us loaded first). */
 #define FNN_INLINE static inline __attribute__((always_inline))
 
-/* AVX2: masked loads and stores (vmaskmov) for the tail only: as a store it is slow on
- * AMD. 12-bit estimates. */
+/* AVX2: 12-bit estimates. A tail's loads are masked (vmaskmov); its stores are a 4-, a 2-
+ * and a 1-value store as `left` needs them, since vmaskmov as a store is microcoded on
+ * AMD (~4 ns a store measured on Zen 4, where a small model's whole update takes ~50 ns). */
 typedef __m256 avx2_v;
-typedef struct { __m256i mask; int all; } avx2_lanes;
+typedef struct { __m256i mask; int left; } avx2_lanes; /* left = 8: all */
 enum { avx2_W = 8 };
 #define avx2_ATTR AVX2
 AVX2 FNN_INLINE avx2_lanes avx2_all(void)
 {
-    const avx2_lanes k = {_mm256_set1_epi32(-1), 1};
+    const avx2_lanes k = {_mm256_set1_epi32(-1), 8};
     return k;
 }
 AVX2 FNN_INLINE avx2_lanes avx2_tail(size_t left)
 {
     const avx2_lanes k = {_mm256_cmpgt_epi32(_mm256_set1_epi32((int)left),
-                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), 0};
+                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                          (int)left};
     return k;
 }
 AVX2 FNN_INLINE __m256 avx2_load(avx2_lanes k, const float *p)
 {
-    return k.all ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k.mask);
+    return k.left == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k.mask);
 }
 AVX2 FNN_INLINE void avx2_store(avx2_lanes k, float *p, __m256 x)
 {
-    if (k.all) _mm256_storeu_ps(p, x);
-    else _mm256_maskstore_ps(p, k.mask, x);
+    if (k.left == 8) {
+        _mm256_storeu_ps(p, x);
+        return;
+    }
+    __m128 part = _mm256_castps256_ps128(x);
+    if (k.left & 4) {
+        _mm_storeu_ps(p, part);
+        part = _mm256_extractf128_ps(x, 1);
+        p += 4;
+    }
+    if (k.left & 2) {
+        _mm_storel_epi64((__m128i *)p, _mm_castps_si128(part));
+        part = _mm_movehl_ps(part, part);
+        p += 2;
+    }
+    if (k.left & 1) _mm_store_ss(p, part);
 }
 AVX2 FNN_INLINE __m256 avx2_set(float x) { return _mm256_set1_ps(x); }
 AVX2 FNN_INLINE __m256 avx2_max(__m256 a, __m256 b) { return _mm256_max_ps(a, b); }
@@ -437,9 +456,18 @@ AVX512 FNN_INLINE __m512 avx512_sqrt(__m512 x) { return _mm512_sqrt_ps(x); }
 AVX512 FNN_INLINE __m512 avx512_rsqrt_estimate(__m512 x) { return _mm512_rsqrt14_ps(x); }
 AVX512 FNN_INLINE __m512 avx512_rcp_estimate(__m512 x) { return _mm512_rcp14_ps(x); }
 
-/* The kernels of level L, then its table L_kernels. A step function does one vector at
- * index i, specialised (inlined) by its constant flags; a kernel runs its full vectors,
- * then its tail. Broadcasts of h's fields are loop-invariant (h is a copy). */
+/* A level's kernels: one step function per family of rules (RMSprop's four, Adam's three,
+ * Adamax, Adagrad) does one vector at index i from the slots s0, s1, s2; L_run(rule, ...)
+ * runs a rule's step over the full vectors, then the tail. Every L_<rule> is L_run with
+ * the rule fixed, so that inlining specialises the step and its flags away; broadcasts
+ * of h's fields are then loop-invariant (h is a copy). */
+#define FNN_OPT_SIMD_RULE(L, NAME, RULE)                                                     \
+L##_ATTR static void L##_##NAME(float *w, const float *g, float *s0, float *s1, float *s2,  \
+                                size_t n, const step_args *h)                                \
+{                                                                                            \
+    L##_run(RULE, w, g, s0, s1, s2, n, *h);                                                  \
+}
+
 #define FNN_OPT_SIMD_KERNELS(L)                                                              \
 /* 1/sqrt(x): r (1.5 - 0.5 x r^2), r the estimate */                                         \
 L##_ATTR FNN_INLINE L##_v L##_rsqrt(L##_v x)                                                 \
@@ -454,6 +482,7 @@ L##_ATTR FNN_INLINE L##_v L##_rcp(L##_v x)                                      
     return r + r * (L##_set(1.0f) - x * r);                                                  \
 }                                                                                            \
                                                                                              \
+/* RMSprop, slots v, m, a */                                                                 \
 L##_ATTR FNN_INLINE void L##_rmsprop_step(L##_lanes k, size_t i, float *w, const float *g,   \
                                          float *v, float *m, float *a, step_args h,          \
                                          int momentum, int centered)                         \
@@ -471,39 +500,10 @@ L##_ATTR FNN_INLINE void L##_rmsprop_step(L##_lanes k, size_t i, float *w, const
     if (momentum) L##_store(k, m + i, mi);                                                   \
     L##_store(k, w + i, wo - (momentum ? mi : step));                                        \
 }                                                                                            \
-L##_ATTR FNN_INLINE void L##_rmsprop_loop(float *w, const float *g, float *v, float *m,      \
-                                         float *a, size_t n, step_args h, int momentum,      \
-                                         int centered)                                       \
-{                                                                                            \
-    size_t i = 0;                                                                            \
-    for (; i + L##_W <= n; i += L##_W)                                                       \
-        L##_rmsprop_step(L##_all(), i, w, g, v, m, a, h, momentum, centered);                \
-    if (i < n) L##_rmsprop_step(L##_tail(n - i), i, w, g, v, m, a, h, momentum, centered);   \
-}                                                                                            \
-L##_ATTR static void L##_rmsprop(float *w, const float *g, float *v, float *m, float *a,     \
-                                 size_t n, const step_args *h)                               \
-{                                                                                            \
-    L##_rmsprop_loop(w, g, v, m, a, n, *h, 0, 0);                                            \
-}                                                                                            \
-L##_ATTR static void L##_rmsprop_momentum(float *w, const float *g, float *v, float *m,      \
-                                          float *a, size_t n, const step_args *h)            \
-{                                                                                            \
-    L##_rmsprop_loop(w, g, v, m, a, n, *h, 1, 0);                                            \
-}                                                                                            \
-L##_ATTR static void L##_rmsprop_centered(float *w, const float *g, float *v, float *m,      \
-                                          float *a, size_t n, const step_args *h)            \
-{                                                                                            \
-    L##_rmsprop_loop(w, g, v, m, a, n, *h, 0, 1);                                            \
-}                                                                                            \
-L##_ATTR static void L##_rmsprop_centered_momentum(float *w, const float *g, float *v,       \
-                                                   float *m, float *a, size_t n,             \
-                                                   const step_args *h)                       \
-{                                                                                            \
-    L##_rmsprop_loop(w, g, v, m, a, n, *h, 1, 1);                                            \
-}                                                                                            \
                                                                                              \
 /* Adam (AMSGrad: the root of v_hat = max(v_hat, v)) and Nadam (numerator c_m m + c_g g,     \
- * root of c_v v); 1/(sqrt(x) + eps) by the exact root and a refined reciprocal */           \
+ * root of c_v v), slots m, v, v_hat; 1/(sqrt(x) + eps) by the exact root and a refined      \
+ * reciprocal */                                                                             \
 L##_ATTR FNN_INLINE void L##_adam_step(L##_lanes k, size_t i, float *w, const float *g,      \
                                       float *m, float *v, float *vhat, step_args h,          \
                                       int amsgrad, int nesterov)                             \
@@ -524,31 +524,8 @@ L##_ATTR FNN_INLINE void L##_adam_step(L##_lanes k, size_t i, float *w, const fl
     if (amsgrad) L##_store(k, vhat + i, vhi);                                                \
     L##_store(k, w + i, wo - step);                                                          \
 }                                                                                            \
-L##_ATTR FNN_INLINE void L##_adam_loop(float *w, const float *g, float *m, float *v,         \
-                                      float *vhat, size_t n, step_args h, int amsgrad,       \
-                                      int nesterov)                                          \
-{                                                                                            \
-    size_t i = 0;                                                                            \
-    for (; i + L##_W <= n; i += L##_W)                                                       \
-        L##_adam_step(L##_all(), i, w, g, m, v, vhat, h, amsgrad, nesterov);                 \
-    if (i < n) L##_adam_step(L##_tail(n - i), i, w, g, m, v, vhat, h, amsgrad, nesterov);    \
-}                                                                                            \
-L##_ATTR static void L##_adam(float *w, const float *g, float *m, float *v, float *vhat,     \
-                              size_t n, const step_args *h)                                  \
-{                                                                                            \
-    L##_adam_loop(w, g, m, v, vhat, n, *h, 0, 0);                                            \
-}                                                                                            \
-L##_ATTR static void L##_adam_amsgrad(float *w, const float *g, float *m, float *v,          \
-                                      float *vhat, size_t n, const step_args *h)             \
-{                                                                                            \
-    L##_adam_loop(w, g, m, v, vhat, n, *h, 1, 0);                                            \
-}                                                                                            \
-L##_ATTR static void L##_nadam(float *w, const float *g, float *m, float *v, float *unused,  \
-                               size_t n, const step_args *h)                                 \
-{                                                                                            \
-    L##_adam_loop(w, g, m, v, unused, n, *h, 0, 1);                                          \
-}                                                                                            \
                                                                                              \
+/* Adamax, slots m, u */                                                                     \
 L##_ATTR FNN_INLINE void L##_adamax_step(L##_lanes k, size_t i, float *w, const float *g,    \
                                         float *m, float *u, step_args h)                     \
 {                                                                                            \
@@ -561,14 +538,8 @@ L##_ATTR FNN_INLINE void L##_adamax_step(L##_lanes k, size_t i, float *w, const 
     L##_store(k, u + i, ui);                                                                 \
     L##_store(k, w + i, wo - step);                                                          \
 }                                                                                            \
-L##_ATTR static void L##_adamax(float *w, const float *g, float *m, float *u, float *unused, \
-                                size_t n, const step_args *h)                                \
-{                                                                                            \
-    size_t i = 0;                                                                            \
-    for (; i + L##_W <= n; i += L##_W) L##_adamax_step(L##_all(), i, w, g, m, u, *h);        \
-    if (i < n) L##_adamax_step(L##_tail(n - i), i, w, g, m, u, *h);                          \
-}                                                                                            \
                                                                                              \
+/* Adagrad, slot acc */                                                                      \
 L##_ATTR FNN_INLINE void L##_adagrad_step(L##_lanes k, size_t i, float *w, const float *g,   \
                                          float *acc, step_args h)                            \
 {                                                                                            \
@@ -578,13 +549,43 @@ L##_ATTR FNN_INLINE void L##_adagrad_step(L##_lanes k, size_t i, float *w, const
     L##_store(k, acc + i, ai);                                                               \
     L##_store(k, w + i, wo - step);                                                          \
 }                                                                                            \
-L##_ATTR static void L##_adagrad(float *w, const float *g, float *acc, float *unused1,       \
-                                 float *unused2, size_t n, const step_args *h)               \
+                                                                                             \
+L##_ATTR FNN_INLINE void L##_step(int rule, L##_lanes k, size_t i, float *w, const float *g, \
+                                  float *s0, float *s1, float *s2, step_args h)              \
+{                                                                                            \
+    switch (rule) {                                                                          \
+    case K_RMSPROP: case K_RMSPROP_MOMENTUM: case K_RMSPROP_CENTERED:                        \
+    case K_RMSPROP_CENTERED_MOMENTUM:                                                        \
+        L##_rmsprop_step(k, i, w, g, s0, s1, s2, h, (rule - K_RMSPROP) & 1,                  \
+                         (rule - K_RMSPROP) >> 1);                                           \
+        break;                                                                               \
+    case K_ADAM: case K_ADAM_AMSGRAD: case K_NADAM:                                          \
+        L##_adam_step(k, i, w, g, s0, s1, s2, h, rule == K_ADAM_AMSGRAD, rule == K_NADAM);   \
+        break;                                                                               \
+    case K_ADAMAX:                                                                           \
+        L##_adamax_step(k, i, w, g, s0, s1, h);                                              \
+        break;                                                                               \
+    default:                                                                                 \
+        L##_adagrad_step(k, i, w, g, s0, h);                                                 \
+    }                                                                                        \
+}                                                                                            \
+L##_ATTR FNN_INLINE void L##_run(int rule, float *w, const float *g, float *s0, float *s1,   \
+                                 float *s2, size_t n, step_args h)                           \
 {                                                                                            \
     size_t i = 0;                                                                            \
-    for (; i + L##_W <= n; i += L##_W) L##_adagrad_step(L##_all(), i, w, g, acc, *h);        \
-    if (i < n) L##_adagrad_step(L##_tail(n - i), i, w, g, acc, *h);                          \
+    for (; i + L##_W <= n; i += L##_W) L##_step(rule, L##_all(), i, w, g, s0, s1, s2, h);    \
+    if (i < n) L##_step(rule, L##_tail(n - i), i, w, g, s0, s1, s2, h);                      \
 }                                                                                            \
+                                                                                             \
+FNN_OPT_SIMD_RULE(L, rmsprop, K_RMSPROP)                                                     \
+FNN_OPT_SIMD_RULE(L, rmsprop_momentum, K_RMSPROP_MOMENTUM)                                   \
+FNN_OPT_SIMD_RULE(L, rmsprop_centered, K_RMSPROP_CENTERED)                                   \
+FNN_OPT_SIMD_RULE(L, rmsprop_centered_momentum, K_RMSPROP_CENTERED_MOMENTUM)                 \
+FNN_OPT_SIMD_RULE(L, adam, K_ADAM)                                                           \
+FNN_OPT_SIMD_RULE(L, adam_amsgrad, K_ADAM_AMSGRAD)                                           \
+FNN_OPT_SIMD_RULE(L, nadam, K_NADAM)                                                         \
+FNN_OPT_SIMD_RULE(L, adamax, K_ADAMAX)                                                       \
+FNN_OPT_SIMD_RULE(L, adagrad, K_ADAGRAD)                                                     \
                                                                                              \
 static const kernel_fn L##_kernels[N_KERNELS] = {                                            \
     L##_rmsprop, L##_rmsprop_momentum, L##_rmsprop_centered, L##_rmsprop_centered_momentum,  \

@@ -115,8 +115,9 @@ void fnn_optimizer_finish(fnn_optimizer *opt);
 double fnn_schedule_value(const fnn_schedule *s, double t);
 
 /* Picks the optimizer kernels up to `level` as fnn_narrow_select does: at level >= 1
- * on an AVX2+FMA CPU, RMSprop takes 1/sqrt from the hardware estimate refined by a
- * Newton step (within an ulp of sqrt-then-divide); level 0 divides exactly. */
+ * on an AVX2+FMA CPU (2: AVX-512F), every kind but SGD takes its 1/sqrt or 1/x from the
+ * hardware estimate refined by a Newton step (within an ulp or two of the exact
+ * quotient), with masked tails; level 0 divides exactly. */
 void fnn_optimizer_select(int level);
 
 #endif

@@ -235,6 +235,56 @@ def test_update_matches_keras_rule(rng, kernels, case):
     assert pair.opt.iterations == pair.state.iterations == 50
 
 
+# every rule with a SIMD kernel (csrc/optimizers.c: AVX2 8 lanes, AVX-512 16)
+SIMD_CASES = [
+    (optimizers.RMSprop, dict(learning_rate=0.01)),
+    (optimizers.RMSprop, dict(learning_rate=0.01, momentum=0.9)),
+    (optimizers.RMSprop, dict(learning_rate=0.01, centered=True)),
+    (optimizers.RMSprop, dict(learning_rate=0.01, momentum=0.5, centered=True)),
+    (optimizers.Adam, dict(learning_rate=0.01)),
+    (optimizers.Adam, dict(learning_rate=0.01, amsgrad=True)),
+    (optimizers.AdamW, dict(learning_rate=0.01, weight_decay=0.1)),
+    (optimizers.Nadam, dict(learning_rate=0.01)),
+    (optimizers.Adamax, dict(learning_rate=0.01)),
+    (optimizers.Adagrad, dict(learning_rate=0.1)),
+]
+
+
+# tails of 1 to 15 values: of AVX2's 8 lanes 1, 7, 4, 6 and 3 (its 4-, 2- and 1-value
+# stores alone and together), of AVX-512's 16 lanes 1, 7, 12, 15, 6 and 11
+TAIL_LENGTHS = [1, 7, 12, 15, 17, 22, 33, 1003]
+
+
+@pytest.mark.parametrize("n", TAIL_LENGTHS)
+@pytest.mark.parametrize("case", SIMD_CASES, ids=[_case_id(c) for c in SIMD_CASES])
+def test_vector_tails_match_keras_rule_and_stay_in_bounds(rng, kernels, case, n):
+    """Lengths below, around and past the vector widths, so that the masked tail holds
+    1 to 15 values: 30 steps vs Keras' rule in float64. The state is longer than w, and w
+    and g are prefixes of larger buffers (g non-zero past n): what lies past n, in w's
+    buffer and in every slot, must stay as it was."""
+    cls, kwargs = case
+    opt, pad = cls(**kwargs), 16
+    state = opt._make_state(n + pad)
+    ref = KerasRef(type(opt).__name__.lower(), opt.get_config(), [n])
+    slots = [s.copy() for s in state.slots]
+    buf = rng.standard_normal(n + pad).astype(np.float32)
+    w, guard = buf[:n], buf[n:].copy()
+    w_ref = [w.astype(np.float64)]
+    for step in range(30):
+        g_buf = (rng.standard_normal(n + pad) * 0.3).astype(np.float32)
+        g = g_buf[:n]
+        if step == 10:
+            g[::3] *= 1e-4  # small gradients, where epsilon matters
+        w_ref = ref.step(w_ref, [g])
+        state.step(w, g)
+        np.testing.assert_allclose(w, w_ref[0], rtol=2e-5, atol=2e-6,
+                                   err_msg=f"after step {step + 1}")
+    np.testing.assert_array_equal(buf[n:], guard)
+    for before, after in zip(slots, state.slots):
+        np.testing.assert_array_equal(after[n:], before[n:])
+        assert np.all(np.isfinite(after[:n]))
+
+
 def test_adamw_exclude_from_weight_decay_by_name(rng, kernels):
     opt = optimizers.AdamW(learning_rate=0.01, weight_decay=0.3)
     opt.exclude_from_weight_decay(var_names=["bias"])
