@@ -690,13 +690,20 @@ def time_cases(cases, repeat=7, number=None, min_time=0.1):
     return _medians(sample_cases(cases, repeat, number, min_time))
 
 
-def sample_cases(cases, repeat=7, number=None, min_time=0.1):
-    """As time_cases, but returns every repeat: {name: [seconds per call, ...]}."""
+def sample_cases(cases, repeat=7, number=None, min_time=0.1, pause=0.0):
+    """As time_cases, but returns every repeat: {name: [seconds per call, ...]}.
+
+    pause: seconds of idling before each timed repeat. The epoch workloads take 0.2 s:
+    after a call into NumPy's OpenBLAS its threads spin ~0.15 s before they sleep, and
+    spinning they take a core from whichever implementation is timed next (fastnn's two
+    threads ran W7 up to 20% slower right after a NumPy repeat)."""
     timers = {k: _timer(c) for k, c in cases.items()}
     numbers = {k: _warm_and_calibrate(c, timers[k], number, min_time) for k, c in cases.items()}
     samples = {k: [] for k in cases}
     for _ in range(repeat):
         for k, timer in timers.items():
+            if pause > 0:
+                time.sleep(pause)
             samples[k].append(_timed_run(cases[k], timer, numbers[k]) / numbers[k])
     return samples
 
@@ -795,9 +802,9 @@ def _run_epoch(workload, title, quick, rows_n, sizes, target, repeat, spread_tar
     that fraction), and, with spread_target, the spread of the `repeat` runs."""
     from fastnn._baseline import sgemm_gflops
     flop = 6.0 * n_weights(sizes) * rows_n
-    samples = _sampled(workload, quick, repeat=repeat, number=1)
+    samples = _sampled(workload, quick, repeat=repeat, number=1, pause=0.2)
     secs = _medians(samples)
-    sgemm = sgemm_gflops(SGEMM_N, repeats=10)
+    sgemm = sgemm_gflops(SGEMM_N, repeats=15)
     gflops = {k: flop / v / 1e9 for k, v in secs.items()}
     ratio = gflops["fastnn"] / gflops["numpy"]
     frac = gflops["fastnn"] / sgemm
