@@ -1305,7 +1305,9 @@ def test_huge_width_is_rejected_not_a_crash(tmp_path):
         "    plan.predict_many([np.ones((1, 3), np.float32)])\n"
         "except (ValueError, MemoryError, OverflowError):\n"
         "    print('rejected')\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    import fastnn  # the child imports the same fastnn as these tests
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env=env, cwd=tmp_path, preexec_fn=no_core_dumps)
     assert done.returncode == 0 and done.stdout.strip() == "rejected", done

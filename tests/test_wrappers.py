@@ -53,16 +53,25 @@ def _r2(y, pred):
     return 1.0 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum()
 
 
+def _fastnn_root():
+    """The folder holding the fastnn these tests import: a child `python -c` started there
+    imports the same one (a checkout's root holds an unbuilt fastnn when it is installed)."""
+    import os
+
+    import fastnn
+    return os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+
+
 def test_import_fastnn_does_not_import_sklearn():
     code = "import sys, fastnn; assert 'sklearn' not in sys.modules, sorted(sys.modules)"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=_fastnn_root())
 
 
 def test_missing_sklearn_names_pip_install():
     code = ("import sys; sys.modules['sklearn'] = None\n"
             "try:\n    import fastnn.wrappers\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True).stdout
+                         text=True, cwd=_fastnn_root()).stdout
     assert "pip install scikit-learn" in out
 
 
