@@ -44,7 +44,7 @@ size_t fnn_dense_scratch(int64_t n_in, int64_t n_out)
 /* ---- packed panels ------------------------------------------------------------------ */
 /* W's panels (n_in x 16 each, then its 16 bias values) one after the other, then, with_t,
  * W^T's (n_out x 16 each): what the panel path packs on every call, packed once for
- * several calls (the threads of a parallel step share one packing). */
+ * several calls (each thread of a parallel step packs once a step, csrc/parallel.c). */
 static int64_t w_panels(int64_t n_out) { return pad(n_out) / P; }
 
 int64_t fnn_dense_packed_panels(int64_t n_in, int64_t n_out, int with_t)

@@ -749,10 +749,12 @@ cdef class Plan:
     def splits(self, int64_t rows, bint training=True):
         """Whether a training step (or a predict) of `rows` rows is split between threads
         at the current thread count and threshold (bench/ reports what the rule picks)."""
-        PyThread_acquire_lock(self.lock, WAIT_LOCK)
-        _sync_threads(self)
-        cdef int split = fnn_plan_splits(&self.p, rows, training)
-        PyThread_release_lock(self.lock)
+        cdef int split
+        with nogil:  # (waiting for the plan with the GIL held would stall other threads)
+            PyThread_acquire_lock(self.lock, WAIT_LOCK)
+            _sync_threads(self)
+            split = fnn_plan_splits(&self.p, rows, training)
+            PyThread_release_lock(self.lock)
         return bool(split)
 
     def predict_into(self, cnp.ndarray x, cnp.ndarray out):
